@@ -1,0 +1,122 @@
+"""The task contract: what a training problem and a family of them look like.
+
+A *task* is one training problem (model + data + loss). A *task family*
+describes a space of tasks: ``family.sample(key)`` draws a **spec**, a frozen
+dataclass of plain data (JSON-able, hashable, loggable), and
+``family.build(spec)`` turns it into a :class:`Task`.
+
+Tasks are **pytrees**: fields that change array shapes (widths, depth, image
+size, sequence length, ...) are static (pytree aux data); continuous fields
+(init scale, data seed, noise level) are leaves. So tasks built from specs that
+share shapes can be stacked with :func:`stack_tasks` and ``jax.vmap``-ed over,
+which is how meta-training runs a meta-batch of one family in one compiled
+program. Every family documents which of its spec fields are static.
+
+The in-memory sampler ``task.sample_batch(key, split)`` is a pure jittable
+function, so an unrolled inner training can draw batches inside
+``jit``/``vmap``/``scan`` without host round-trips.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Iterator, Literal
+
+import chex
+import jax
+import jax.numpy as jnp
+
+Params = Any
+Batch = Any  # a pytree of arrays
+Spec = Any  # a frozen dataclass of plain data
+PRNGKey = chex.PRNGKey
+Split = Literal["train", "eval"]
+
+# Losses at or above this (and NaN/inf) count as "diverged" after normalisation.
+MAX_NORMALIZED_LOSS = 10.0
+
+
+class TaskError(ValueError):
+  """Raised for a bad spec, an unknown family or unavailable data; names the fix."""
+
+
+class Task(abc.ABC):
+  """One training problem. Concrete tasks are pytree-registered dataclasses."""
+
+  @property
+  @abc.abstractmethod
+  def name(self) -> str:
+    """A short human-readable name, e.g. ``image_mlp/digits8/w32x2``."""
+
+  @property
+  @abc.abstractmethod
+  def batch_spec(self) -> Batch:
+    """Shapes and dtypes of one batch, as a pytree of ``jax.ShapeDtypeStruct``."""
+
+  @abc.abstractmethod
+  def init(self, key: PRNGKey) -> Params:
+    """Fresh model parameters."""
+
+  @abc.abstractmethod
+  def loss(self, params: Params, key: PRNGKey, batch: Batch) -> jax.Array:
+    """Scalar training loss of ``params`` on ``batch``."""
+
+  @abc.abstractmethod
+  def sample_batch(self, key: PRNGKey, split: Split = "train") -> Batch:
+    """Draws one batch; pure and jittable (data lives in memory)."""
+
+  def batches(self, key: PRNGKey, *, split: Split = "train") -> Iterator[Batch]:
+    """An endless, seeded, deterministic host-side iterator of batches."""
+    sample = jax.jit(self.sample_batch, static_argnums=1)
+    while True:
+      key, sub = jax.random.split(key)
+      yield sample(sub, split)
+
+  def normalizer(self, loss: jax.Array) -> jax.Array:
+    """Maps a raw loss to a comparable scale; NaN/inf map to MAX_NORMALIZED_LOSS.
+
+    The default divides by the loss of a trivial predictor (see each family)
+    and clips, so a fresh model scores about 1 and divergence scores the max.
+    """
+    return normalize_loss(loss, self.reference_loss())
+
+  def reference_loss(self) -> float:
+    """The loss of a trivial predictor (e.g. log(num_classes)); used by normalizer."""
+    return 1.0
+
+
+def normalize_loss(loss: jax.Array, reference: float | jax.Array) -> jax.Array:
+  """``loss / reference``, clipped to ``[.., MAX_NORMALIZED_LOSS]``, NaN/inf -> max."""
+  x = loss / reference
+  x = jnp.where(jnp.isfinite(x), x, MAX_NORMALIZED_LOSS)
+  return jnp.minimum(x, MAX_NORMALIZED_LOSS)
+
+
+class TaskFamily(abc.ABC):
+  """A space of tasks: sample plain-data specs, build tasks from them."""
+
+  name: str  # set by the registry
+  spec_type: type  # the frozen dataclass of this family's specs
+  static_fields: tuple[str, ...]  # spec fields that change shapes (cannot be vmapped over)
+
+  @abc.abstractmethod
+  def sample(self, key: PRNGKey) -> Spec:
+    """Draws a spec from this family's ranges."""
+
+  @abc.abstractmethod
+  def build(self, spec: Spec) -> Task:
+    """Builds the task a spec describes; raises TaskError for a bad spec."""
+
+
+def stack_tasks(tasks: list[Task]) -> Task:
+  """Stacks tasks that share static fields into one task with a leading axis.
+
+  Use the result with ``jax.vmap(..., in_axes=(0, ...))``. Raises
+  :class:`TaskError` if the tasks differ in a static (shape-changing) field.
+  """
+  structs = {jax.tree.structure(t) for t in tasks}
+  if len(structs) != 1:
+    raise TaskError(
+        "tasks differ in shape-changing (static) spec fields, so they cannot be vmapped "
+        "together; group them by family and static fields first.")
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *tasks)
