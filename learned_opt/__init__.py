@@ -14,3 +14,4 @@ saves and loads theta without pickles.
 
 from learned_opt.base import LearnedOptimizer, LearnedOptimizerError, Theta
 from learned_opt.registry import architectures, get, register
+from learned_opt import adam_hparams

@@ -1,0 +1,120 @@
+"""``adam_hparams``: a learned controller of Adam's hyperparameters.
+
+A small MLP reads the training-fraction embedding and loss features and emits
+Adam's learning rate, beta1 and beta2 at every step. It is a learned schedule,
+the learned counterpart of an LR range test plus SGDR, with few enough
+meta-parameters that its ES gradient can be checked against ``jax.grad``.
+
+Init: the output layer's bias encodes Adam(lr=``init_lr``, 0.9, 0.999) and its
+weights are small (0.01), so an untrained theta *is* (nearly) Adam at
+``init_lr`` and trains any model stably. State: Adam's two moments (2 floats per
+parameter) plus a few scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from learned_opt import base, features
+from learned_opt.registry import register
+
+_IN = features.NUM_TIME_FEATURES + features.NUM_LOSS_FEATURES
+
+
+class AdamHParamsState(NamedTuple):
+  count: jax.Array  # int32 step
+  mu: optax.Updates
+  nu: optax.Updates
+  beta_prods: jax.Array  # (2,) running products of beta1, beta2 for bias correction
+  loss: features.LossState
+
+
+def _logit(p: float) -> float:
+  return float(np.log(p / (1.0 - p)))
+
+
+@register("adam_hparams")
+@dataclasses.dataclass(frozen=True)
+class AdamHParams(base.LearnedOptimizer):
+  """Learned Adam schedule.
+
+  Attributes:
+    hidden_size: width of the controller's hidden layer.
+    init_lr: learning rate an untrained theta uses.
+    learn_betas: whether the controller may move beta1/beta2 from 0.9/0.999.
+  """
+
+  hidden_size: int = 16
+  init_lr: float = 1e-3
+  learn_betas: bool = True
+
+  def __post_init__(self):
+    if not (isinstance(self.hidden_size, int) and self.hidden_size >= 1):
+      raise base.LearnedOptimizerError(f"hidden_size must be an int >= 1, got {self.hidden_size!r}.")
+    if not (isinstance(self.init_lr, (int, float)) and self.init_lr > 0):
+      raise base.LearnedOptimizerError(f"init_lr must be a float > 0, got {self.init_lr!r}.")
+
+  def init_meta(self, key: base.PRNGKey) -> base.Theta:
+    k1, k2 = jax.random.split(key)
+    h = self.hidden_size
+    return {
+        "w1": jax.random.normal(k1, (_IN, h), jnp.float32) / np.sqrt(_IN),
+        "b1": jnp.zeros((h,), jnp.float32),
+        "w2": 0.01 * jax.random.normal(k2, (h, 3), jnp.float32) / np.sqrt(h),
+        "b2": jnp.array([np.log(self.init_lr), _logit(0.9), _logit(0.999)], jnp.float32),
+    }
+
+  def as_optax(self, theta: base.Theta, *, num_steps: int) -> optax.GradientTransformationExtraArgs:
+    num_steps = base.check_num_steps(num_steps)
+    base.check_theta(self, theta)
+    return _scale_by_adam_hparams(self, theta, num_steps)
+
+
+def controls(arch: AdamHParams, theta: base.Theta, inputs: jax.Array) -> jax.Array:
+  """``(lr, beta1, beta2)`` from the controller inputs."""
+  hid = jax.nn.relu(inputs @ theta["w1"] + theta["b1"])
+  out = hid @ theta["w2"] + theta["b2"]
+  lr = jnp.exp(jnp.clip(out[0], -20.0, 2.0))
+  if not arch.learn_betas:
+    out = theta["b2"]
+  # Keep beta2 away from 1 so bias correction stays well conditioned.
+  return lr, jax.nn.sigmoid(out[1]), jnp.minimum(jax.nn.sigmoid(out[2]), 0.9999)
+
+
+def _scale_by_adam_hparams(arch: AdamHParams, theta: base.Theta,
+                           num_steps: int) -> optax.GradientTransformationExtraArgs:
+
+  def init_fn(params):
+    base.check_params(params, "adam_hparams init")
+    zeros = lambda p: jnp.zeros(jnp.shape(p), jnp.float32)
+    return AdamHParamsState(
+        count=jnp.zeros([], jnp.int32), mu=jax.tree.map(zeros, params),
+        nu=jax.tree.map(zeros, params), beta_prods=jnp.ones((2,), jnp.float32),
+        loss=features.init_loss_state())
+
+  def update_fn(updates, state, params=None, *, value=None, **extra_args):
+    del extra_args
+    base.check_params(params, "adam_hparams update")
+    base.check_value(value)
+    loss_state, clean = features.update_loss_state(state.loss, value)
+    inputs = jnp.concatenate([features.time_features(state.count, num_steps),
+                              features.loss_features(loss_state, clean)])
+    lr, b1, b2 = controls(arch, theta, inputs)
+    g = jax.tree.map(lambda u: u.astype(jnp.float32), updates)
+    mu = jax.tree.map(lambda m, x: b1 * m + (1.0 - b1) * x, state.mu, g)
+    nu = jax.tree.map(lambda v, x: b2 * v + (1.0 - b2) * jnp.square(x), state.nu, g)
+    prods = state.beta_prods * jnp.stack([b1, b2])
+    c1, c2 = 1.0 - prods[0], 1.0 - prods[1]
+    new = jax.tree.map(
+        lambda m, v, p: (-lr * (m / c1) / (jnp.sqrt(v / c2) + 1e-8)).astype(jnp.result_type(p)),
+        mu, nu, params)
+    return new, AdamHParamsState(count=state.count + 1, mu=mu, nu=nu, beta_prods=prods,
+                                 loss=loss_state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

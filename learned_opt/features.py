@@ -1,0 +1,178 @@
+"""Features of a training run, as small pure functions.
+
+Three groups, each with its own state where it needs one:
+
+* **time**: an embedding of the training fraction ``step / num_steps``
+  (learned optimizers that know the run length can learn schedules;
+  Metz et al. 2022 "Practical tradeoffs...", VeLO);
+* **loss**: the current loss relative to exponential moving averages of past
+  losses (VeLO's loss features), robust to NaN/inf and loss spikes;
+* **moments**: flat momenta, second moment and Adafactor-style factored
+  statistics per element (see :mod:`learned_opt.flat`), and the per-element
+  input features of a per-parameter MLP, normalised per tensor.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from learned_opt import flat
+
+# ----------------------------------------------------------------------------
+# Time
+# ----------------------------------------------------------------------------
+
+# Smooth steps at these fractions of training let a network express schedules
+# (warm-up, decay, a late drop) with a few weights.
+_TIME_ANCHORS = np.array([0.05, 0.2, 0.4, 0.6, 0.8, 0.95], np.float32)
+NUM_TIME_FEATURES = 2 + len(_TIME_ANCHORS)
+
+
+def training_fraction(step: jax.Array, num_steps: int) -> jax.Array:
+  """``step / num_steps``, saturating at 1 past the planned horizon."""
+  return jnp.minimum(step.astype(jnp.float32) / np.float32(num_steps), 1.0)
+
+
+def time_features(step: jax.Array, num_steps: int) -> jax.Array:
+  """Embedding of the training fraction, shape ``(NUM_TIME_FEATURES,)``."""
+  frac = training_fraction(step, num_steps)
+  steps_left = jnp.log1p(jnp.maximum(np.float32(num_steps) - step.astype(jnp.float32), 0.0))
+  return jnp.concatenate([
+      jnp.stack([frac, steps_left / 10.0]),
+      jnp.tanh(10.0 * (frac - _TIME_ANCHORS)),
+  ])
+
+
+# ----------------------------------------------------------------------------
+# Loss
+# ----------------------------------------------------------------------------
+
+LOSS_DECAYS = np.array([0.5, 0.9, 0.99], np.float32)
+NUM_LOSS_FEATURES = 2 * len(LOSS_DECAYS) + 1
+
+
+class LossState(NamedTuple):
+  """Bias-corrected EMAs of the (clipped) loss at ``LOSS_DECAYS``."""
+
+  ema: jax.Array  # (k,) un-corrected EMA
+  count: jax.Array  # int32, losses seen
+
+
+def init_loss_state() -> LossState:
+  return LossState(ema=jnp.zeros(len(LOSS_DECAYS), jnp.float32), count=jnp.zeros([], jnp.int32))
+
+
+def _corrected(state: LossState) -> jax.Array:
+  c = jnp.maximum(state.count, 1).astype(jnp.float32)
+  return state.ema / (1.0 - LOSS_DECAYS ** c)
+
+
+def update_loss_state(state: LossState, loss: jax.Array) -> tuple[LossState, jax.Array]:
+  """Folds in ``loss``; returns the new state and the loss actually used.
+
+  A NaN/inf loss is replaced by the current average, and a spike is clipped to
+  twice the largest average (as VeLO does), so one bad batch cannot wreck the
+  statistics that steer the step size.
+  """
+  loss = jnp.asarray(loss, jnp.float32)
+  avg = _corrected(state)
+  seen = state.count > 0
+  ref = jnp.where(seen, jnp.max(jnp.abs(avg)), jnp.inf)
+  clean = jnp.where(jnp.isfinite(loss), loss, jnp.where(seen, avg[-1], 0.0))
+  clean = jnp.minimum(clean, 2.0 * ref)
+  ema = LOSS_DECAYS * state.ema + (1.0 - LOSS_DECAYS) * clean
+  return LossState(ema=ema, count=state.count + 1), clean
+
+
+def loss_features(state: LossState, loss: jax.Array) -> jax.Array:
+  """Relative position of ``loss`` against its averages, ``(NUM_LOSS_FEATURES,)``.
+
+  ``state`` is the state *after* folding in ``loss``.
+  """
+  avg = _corrected(state)
+  scale = jnp.abs(avg) + 1e-8
+  rel = jnp.clip((loss - avg) / scale, -1.0, 1.0)
+  trend = jnp.clip((avg - avg[-1]) / scale[-1], -1.0, 1.0)  # short vs long average
+  finite = jnp.isfinite(loss).astype(jnp.float32)
+  return jnp.concatenate([rel, trend, finite[None]])
+
+
+# ----------------------------------------------------------------------------
+# Moments (flat)
+# ----------------------------------------------------------------------------
+
+MOMENTUM_DECAYS = np.array([0.5, 0.9, 0.99], np.float32)
+RMS_DECAY = np.float32(0.999)
+FACTORED_DECAY = np.float32(0.99)
+GRAD_CLIP = 1000.0  # guards the accumulators against a single exploding gradient
+
+
+class MomentState(NamedTuple):
+  """Flat accumulators: 3 momenta + 1 second moment per element, factored rows/cols."""
+
+  mom: jax.Array  # (N, 3)
+  rms: jax.Array  # (N,)
+  row: jax.Array  # (R,)
+  col: jax.Array  # (C,)
+
+
+def init_moments(layout: flat.Layout) -> MomentState:
+  n = layout.num_elements
+  return MomentState(
+      mom=jnp.zeros((n, len(MOMENTUM_DECAYS)), jnp.float32),
+      rms=jnp.zeros((n,), jnp.float32),
+      row=jnp.zeros((layout.num_rows,), jnp.float32),
+      col=jnp.zeros((layout.num_cols,), jnp.float32))
+
+
+def update_moments(layout: flat.Layout, state: MomentState, g: jax.Array) -> MomentState:
+  """One step of every accumulator, with gradient ``g`` of shape ``(N,)``."""
+  g2 = jnp.square(g)
+  mom = MOMENTUM_DECAYS * state.mom + (1.0 - MOMENTUM_DECAYS) * g[:, None]
+  rms = RMS_DECAY * state.rms + (1.0 - RMS_DECAY) * g2
+  # The epsilon keeps all-zero rows (e.g. unused embeddings) from dividing by 0.
+  r, c = flat.row_col_means(layout, g2[:, None] + 1e-30)
+  row = FACTORED_DECAY * state.row + (1.0 - FACTORED_DECAY) * r[:, 0]
+  col = FACTORED_DECAY * state.col + (1.0 - FACTORED_DECAY) * c[:, 0]
+  return MomentState(mom=mom, rms=rms, row=row, col=col)
+
+
+NUM_ELEMENT_FEATURES = 9
+ADAM_DIRECTION_FEATURE = 6  # index of m_0.9 / sqrt(v): the feature an untrained lopt follows
+
+
+def element_features(layout: flat.Layout, state: MomentState, g: jax.Array,
+                     p: jax.Array) -> jax.Array:
+  """Per-element MLP inputs, ``(N, NUM_ELEMENT_FEATURES)``, each normalised per tensor.
+
+  Columns: g, p, 3 momenta, 3 momenta / sqrt(second moment), g / sqrt(factored
+  second moment). Dividing each column by its per-tensor RMS (as
+  learned_optimization's small_fc_lopt does) makes the inputs scale-free, so one
+  MLP serves tensors whose gradients differ by orders of magnitude.
+  """
+  rsqrt_v = jax.lax.rsqrt(state.rms + 1e-12)
+  fac = flat.factored_estimate(layout, state.row[:, None], state.col[:, None])[:, 0]
+  x = jnp.concatenate([
+      g[:, None], p[:, None], state.mom, state.mom * rsqrt_v[:, None],
+      (g * jax.lax.rsqrt(fac + 1e-12))[:, None]], axis=1)
+  ms = flat.segment_mean(layout, jnp.square(x))
+  return x * flat.to_elements(layout, jax.lax.rsqrt(ms + 1e-12))
+
+
+def tensor_features(layout: flat.Layout, state: MomentState, p: jax.Array) -> jax.Array:
+  """Per-tensor statistics, ``(T, NUM_TENSOR_FEATURES)``.
+
+  log RMS of parameters, gradient second moment and first momentum (scale of
+  the tensor and of its gradients), and a one-hot of the rank (0..3, >=4).
+  """
+  stats = jnp.stack([jnp.square(p), state.rms, jnp.square(state.mom[:, 1])], axis=1)
+  log_rms = 0.5 * jnp.log(flat.segment_mean(layout, stats) + 1e-16) / 10.0
+  rank = jax.nn.one_hot(np.minimum(layout.ranks, 4), 5, dtype=jnp.float32)
+  return jnp.concatenate([log_rms, rank], axis=1)
+
+
+NUM_TENSOR_FEATURES = 3 + 5

@@ -1,0 +1,18 @@
+"""Test configuration: CPU only, 4 faked devices, strict numerics (as equinox does)."""
+
+import os
+
+# Must happen before JAX initialises its backends.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture
+def key():
+  return jax.random.key(0)
