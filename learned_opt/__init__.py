@@ -15,3 +15,5 @@ saves and loads theta without pickles.
 from learned_opt.base import LearnedOptimizer, LearnedOptimizerError, Theta
 from learned_opt.registry import architectures, get, register
 from learned_opt import adam_hparams
+from learned_opt import pretrained
+from learned_opt.serialization import load, load_meta, save
