@@ -1,4 +1,26 @@
-"""tasks: training problems for meta-training and evaluation."""
+"""tasks: training problems for meta-training and evaluation.
+
+How the parts fit: ``base.py`` holds the contract (``Task``, ``TaskFamily``,
+``stack_tasks``, ``normalize_loss``). A family draws plain-data specs
+(``family.sample(key)``) and builds tasks from them (``family.build(spec)``);
+``registry.py`` maps family names to families and specs to/from JSON.
+``sampler.py`` holds the named task distributions (family weights and a FLOPs
+cap) and ``sample_task``. ``datasets.py`` makes the embedded datasets (digits,
+procedural images, stdlib bytes, Markov languages) and ``tfds_data.py`` reads
+any TensorFlow Datasets dataset from array_record files without TensorFlow.
+``augment.py`` wraps tasks (parameter reparameterisation, loss scaling, label
+noise). The families, one per module, are registered below in one place:
+"""
 
 from tasks.base import (MAX_NORMALIZED_LOSS, Task, TaskError, TaskFamily, normalize_loss,
                         stack_tasks)
+from tasks.registry import (build_task, families, family_of, get_family, register_family,
+                            spec_from_json, spec_to_json)
+from tasks.sampler import (DISTRIBUTIONS, Distribution, distributions, get_distribution,
+                           register_distribution, resample_dynamic, sample_task,
+                           static_signature)
+from tasks.datasets import ImageData, TextData
+
+# The built-in families (each module registers itself with @register_family).
+from tasks.quadratic import QuadraticSpec, QuadraticTask
+from tasks.image_mlp import ImageMLPSpec

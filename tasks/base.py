@@ -20,6 +20,7 @@ function, so an unrolled inner training can draw batches inside
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, Iterator, Literal
 
 import chex
@@ -67,10 +68,9 @@ class Task(abc.ABC):
 
   def batches(self, key: PRNGKey, *, split: Split = "train") -> Iterator[Batch]:
     """An endless, seeded, deterministic host-side iterator of batches."""
-    sample = jax.jit(self.sample_batch, static_argnums=1)
     while True:
       key, sub = jax.random.split(key)
-      yield sample(sub, split)
+      yield _jitted_sample_batch(self, sub, split)
 
   def normalizer(self, loss: jax.Array) -> jax.Array:
     """Maps a raw loss to a comparable scale; NaN/inf map to MAX_NORMALIZED_LOSS.
@@ -80,9 +80,17 @@ class Task(abc.ABC):
     """
     return normalize_loss(loss, self.reference_loss())
 
-  def reference_loss(self) -> float:
+  def reference_loss(self) -> float | jax.Array:
     """The loss of a trivial predictor (e.g. log(num_classes)); used by normalizer."""
     return 1.0
+
+
+# The task is a jit *argument* (a pytree), not a closed-over constant: its dataset
+# then stays a buffer instead of being baked into the program, and one compiled
+# sampler serves every task with the same static fields.
+@functools.partial(jax.jit, static_argnums=2)
+def _jitted_sample_batch(task: Task, key: PRNGKey, split: Split) -> Batch:
+  return task.sample_batch(key, split)
 
 
 def normalize_loss(loss: jax.Array, reference: float | jax.Array) -> jax.Array:
@@ -106,6 +114,18 @@ class TaskFamily(abc.ABC):
   @abc.abstractmethod
   def build(self, spec: Spec) -> Task:
     """Builds the task a spec describes; raises TaskError for a bad spec."""
+
+  @abc.abstractmethod
+  def flops(self, spec: Spec) -> float:
+    """Estimated FLOPs of one training step (forward + backward), from the spec alone.
+
+    The sampler's cost model: it caps what a distribution draws. It must not
+    build the task or time anything.
+    """
+
+  def example_spec(self) -> Spec:
+    """A small, fast instance; the registry-wide tests train it for a few steps."""
+    return self.sample(jax.random.key(0))
 
 
 def stack_tasks(tasks: list[Task]) -> Task:
