@@ -1,0 +1,175 @@
+"""The static flat layout in which VeLO's update runs.
+
+All parameter tensors are raveled (C order), each padded to a whole number of
+blocks of ``block`` lanes, and stacked into one ``(num_blocks, block)`` array.
+Tensors of rank < 2 (HyperV2's "diagonal" second moments) come first, then
+the tensors whose second moments are factored into row and column statistics.
+
+Every block belongs to one tensor, so per-tensor quantities (LSTM outputs,
+mixed MLP weights) reach the elements by a *broadcast* along the lane axis, and
+per-tensor reductions are a lane reduction plus a segment sum over blocks. The
+compiled update therefore has a fixed number of operations whatever the
+number of tensors; only the (cheap) ravel/pad/concatenate of the leaves and
+the final split grow with it.
+
+The layout is plain numpy data computed from the leaf shapes at trace time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MAX_BLOCK = 256  # lanes per block; a power of two keeps loads aligned.
+NUM_RANK_FEATURES = 5
+
+
+def factored_dims(shape: Sequence[int]) -> Optional[tuple[int, int]]:
+  """HyperV2's choice of the two factored axes ``(d1, d0)``, or None.
+
+  Quirk kept from learned_optimization: any tensor of rank >= 2 is factored
+  (even with axes of size 1), and the axes are the last two of
+  ``numpy.argsort(shape)``: ``d0`` the largest, ``d1`` the second largest,
+  with ties broken by argsort's order. We call numpy's argsort itself so that
+  ties resolve exactly as in the reference.
+  """
+  if len(shape) < 2:
+    return None
+  order = np.argsort(shape)
+  return int(order[-2]), int(order[-1])
+
+
+def _broadcast_ids(shape: tuple[int, ...], drop: int) -> np.ndarray:
+  """For each element of ``shape`` (raveled), the index into ``np.delete(shape, drop)``."""
+  reduced = tuple(s for i, s in enumerate(shape) if i != drop)
+  ids = np.arange(int(np.prod(reduced)), dtype=np.int32).reshape(reduced)
+  return np.broadcast_to(np.expand_dims(ids, drop), shape).reshape(-1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Layout:
+  """Where each tensor lives in the flat ``(num_blocks, block)`` arrays."""
+
+  shapes: tuple[tuple[int, ...], ...]  # per leaf, in tree order
+  block: int
+  first_block: np.ndarray  # (T,) first block of each leaf
+  block_tensor: np.ndarray  # (num_blocks,) leaf index of each block
+  block_valid: np.ndarray  # (num_blocks,) number of real lanes in each block
+  num_diag_blocks: int  # blocks [0, num_diag_blocks) hold rank < 2 tensors
+  sizes: np.ndarray  # (T,) float32 number of elements
+  rank_one_hot: np.ndarray  # (T, 5) float32
+  row_pos: np.ndarray  # (num_fac_blocks, block) int32 index into v_row (pads: 0)
+  col_pos: np.ndarray  # (num_fac_blocks, block) int32 index into v_col (pads: 0)
+  row_count: np.ndarray  # (R,) float32: size of the axis each row entry averages
+  col_count: np.ndarray  # (C,) float32
+  row_group: np.ndarray  # (R,) int32: rows averaged together for the row/col mean
+  group_count: np.ndarray  # (G,) float32
+
+  @property
+  def num_tensors(self) -> int:
+    return len(self.shapes)
+
+  @property
+  def num_blocks(self) -> int:
+    return len(self.block_tensor)
+
+  def lane_mask(self) -> jax.Array:
+    """(num_blocks, block) bool: True on real elements, False on padding."""
+    lanes = jax.lax.broadcasted_iota(jnp.int32, (self.num_blocks, self.block), 1)
+    return lanes < jnp.asarray(self.block_valid, jnp.int32)[:, None]
+
+  def flatten(self, leaves: Sequence[jax.Array]) -> jax.Array:
+    """Leaves -> (num_blocks, block) float32, zero on padding."""
+    pieces = [None] * len(leaves)
+    for t, leaf in enumerate(leaves):
+      n = int(np.prod(self.shapes[t]))
+      nblocks = -(-n // self.block) if n else 0
+      flat = jnp.reshape(leaf, (-1,)).astype(jnp.float32)
+      pieces[t] = jnp.pad(flat, (0, nblocks * self.block - n))
+    order = np.argsort(self.first_block, kind="stable")
+    flat = jnp.concatenate([pieces[t] for t in order])
+    return flat.reshape(self.num_blocks, self.block)
+
+  def unflatten(self, flat: jax.Array, dtypes: Sequence[jnp.dtype]) -> list[jax.Array]:
+    """(num_blocks, block) -> leaves of the given shapes and dtypes."""
+    flat = flat.reshape(-1)
+    out = []
+    for t, shape in enumerate(self.shapes):
+      start = int(self.first_block[t]) * self.block
+      n = int(np.prod(shape))
+      out.append(flat[start:start + n].reshape(shape).astype(dtypes[t]))
+    return out
+
+  def per_tensor_sum(self, x: jax.Array) -> jax.Array:
+    """(..., num_blocks, block) -> (..., T): sum over each tensor's elements."""
+    return self.sum_blocks(jnp.sum(x, axis=-1))
+
+  def sum_blocks(self, x: jax.Array) -> jax.Array:
+    """(..., num_blocks) -> (..., T): sum of per-block values over each tensor."""
+    moved = jnp.moveaxis(x, -1, 0)
+    summed = jax.ops.segment_sum(moved, jnp.asarray(self.block_tensor), self.num_tensors,
+                                 indices_are_sorted=False)
+    return jnp.moveaxis(summed, 0, -1)
+
+  def to_blocks(self, per_tensor: jax.Array) -> jax.Array:
+    """(..., T) -> (..., num_blocks, 1): broadcast a per-tensor value to its blocks."""
+    return per_tensor[..., jnp.asarray(self.block_tensor)][..., None]
+
+
+def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
+  """Builds the layout for leaves of the given shapes (tree order)."""
+  shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+  sizes = [int(np.prod(s)) for s in shapes]
+  largest = max(sizes) if sizes else 1
+  block = int(min(MAX_BLOCK, max(8, 1 << (max(largest, 1) - 1).bit_length())))
+  diag = [t for t, s in enumerate(shapes) if factored_dims(s) is None]
+  fac = [t for t, s in enumerate(shapes) if factored_dims(s) is not None]
+
+  first_block = np.zeros(len(shapes), np.int64)
+  block_tensor, block_valid = [], []
+  row_pos, col_pos, row_count, col_count, row_group, group_count = [], [], [], [], [], []
+  for t in diag + fac:
+    n = sizes[t]
+    nblocks = -(-n // block)
+    first_block[t] = len(block_tensor)
+    block_tensor += [t] * nblocks
+    block_valid += [min(block, n - i * block) for i in range(nblocks)]
+    d = factored_dims(shapes[t])
+    if d is None:
+      continue
+    d1, d0 = d
+    shape = shapes[t]
+    pad = nblocks * block - n
+    r_off, c_off, g_off = len(row_count), len(col_count), len(group_count)
+    row_pos.append(np.pad(_broadcast_ids(shape, d0) + r_off, (0, pad)))
+    col_pos.append(np.pad(_broadcast_ids(shape, d1) + c_off, (0, pad)))
+    row_shape = tuple(s for i, s in enumerate(shape) if i != d0)
+    reduced_d1 = d1 - 1 if d1 > d0 else d1
+    row_count += [shape[d0]] * int(np.prod(row_shape))
+    col_count += [shape[d1]] * (n // shape[d1])
+    row_group.append(_broadcast_ids(row_shape, reduced_d1) + g_off)
+    group_count += [shape[d1]] * (int(np.prod(row_shape)) // shape[d1])
+
+  def cat(xs: list[np.ndarray], width: int | None = None) -> np.ndarray:
+    if not xs:
+      return np.zeros((0,) if width is None else (0, width), np.int32)
+    out = np.concatenate(xs).astype(np.int32)
+    return out if width is None else out.reshape(-1, width)
+
+  n_rank = [int(np.sum(np.asarray(s) > 1)) for s in shapes]
+  # hk.one_hot(n, 5) is all zeros for n >= 5.
+  rank_one_hot = np.array([[float(r == i) for i in range(NUM_RANK_FEATURES)] for r in n_rank],
+                          np.float32).reshape(len(shapes), NUM_RANK_FEATURES)
+  return Layout(
+      shapes=shapes, block=block, first_block=first_block,
+      block_tensor=np.asarray(block_tensor, np.int32),
+      block_valid=np.asarray(block_valid, np.int32),
+      num_diag_blocks=int(sum(-(-sizes[t] // block) for t in diag)),
+      sizes=np.asarray(sizes, np.float32), rank_one_hot=rank_one_hot,
+      row_pos=cat(row_pos, block), col_pos=cat(col_pos, block),
+      row_count=np.asarray(row_count, np.float32), col_count=np.asarray(col_count, np.float32),
+      row_group=cat(row_group), group_count=np.asarray(group_count, np.float32))
