@@ -1,0 +1,159 @@
+"""meta_train's contract: estimator hyperparameters, state containers and aliases.
+
+Hyperparameters are frozen dataclasses (hashable, so they are static under
+``jax.jit``); state is NamedTuples of arrays. The two are kept apart, as evosax
+splits ``Params`` from ``State``: a jitted step takes ``(hparams, state)`` and
+returns a new state, and nothing is mutated.
+
+Array axes used throughout (sizes per *task group*, see ``engine.py``):
+
+* ``B``: task slots (the meta-batch; the axis sharded across devices);
+* ``P``: antithetic pairs per task;
+* ``2``: the sign of the perturbation (+, -);
+* ``M``: candidate tasks per slot (the pool a slot draws from at each reset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, NamedTuple
+
+import jax
+
+Theta = Any  # pytree of float32 meta-parameters
+Params = Any  # pytree of task parameters
+Task = Any  # a tasks.Task pytree; a *pool* has leading axes [B, M]
+KeyData = jax.Array  # uint32 [..., 2]: raw PRNG key data, so state checkpoints as plain arrays
+
+Shaping = Literal["raw", "sign"]
+MetaLoss = Literal["final", "mean"]
+
+
+class EstimatorError(ValueError):
+  """A bad estimator hyperparameter; the message names the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ESHParams:
+  """Antithetic full-unroll ES (VeLO's estimator, Metz et al. 2022).
+
+  Attributes:
+    sigma: perturbation scale; theta +- sigma * eps, eps ~ N(0, I).
+    num_pairs: antithetic pairs per task (they share the task and its batches).
+    horizon: inner steps of the whole unroll.
+    shaping: "raw" uses (f+ - f-) / (2 sigma); "sign" uses sign(f+ - f-) as VeLO.
+    meta_loss: "final" = normalised loss after the last step, on
+      ``num_eval_batches`` fresh batches; "mean" = mean over the unroll.
+    num_eval_batches: fresh batches that the final loss is averaged over.
+    eval_split: split the meta-loss batches come from.
+  """
+
+  sigma: float = 0.01
+  num_pairs: int = 1
+  horizon: int = 100
+  shaping: Shaping = "raw"
+  meta_loss: MetaLoss = "final"
+  num_eval_batches: int = 1
+  eval_split: str = "train"
+
+  def __post_init__(self):
+    _check_common(self.sigma, self.num_pairs)
+    _positive_int("horizon", self.horizon)
+    _positive_int("num_eval_batches", self.num_eval_batches)
+    _one_of("shaping", self.shaping, ("raw", "sign"))
+    _one_of("meta_loss", self.meta_loss, ("final", "mean"))
+    _one_of("eval_split", self.eval_split, ("train", "eval"))
+
+
+@dataclasses.dataclass(frozen=True)
+class PESHParams:
+  """Truncated Persistent ES (Vicol et al., ICML 2021) or truncated ES.
+
+  Attributes:
+    sigma: perturbation scale per truncation.
+    num_pairs: antithetic pairs per task.
+    truncation_length: inner steps per outer step (T).
+    min_horizon, max_horizon: episode lengths are drawn log-uniformly in this
+      range; each slot draws its own, so resets are staggered.
+    num_steps: the run length the learned optimizer is told (``as_optax``
+      needs a Python int, so it cannot follow each slot's drawn horizon);
+      0 means ``max_horizon``.
+    mode: "pes" (unbiased) or "tes" (truncated ES: forgets the noise of
+      earlier truncations; biased towards greedy, short-horizon behaviour).
+    stagger: start each slot at a random step of its first episode.
+    eval_split: split the per-step meta-loss batch comes from.
+  """
+
+  sigma: float = 0.01
+  num_pairs: int = 1
+  truncation_length: int = 10
+  min_horizon: int = 50
+  max_horizon: int = 500
+  num_steps: int = 0
+  mode: Literal["pes", "tes"] = "pes"
+  stagger: bool = True
+  eval_split: str = "train"
+
+  def __post_init__(self):
+    _check_common(self.sigma, self.num_pairs)
+    _positive_int("truncation_length", self.truncation_length)
+    _positive_int("min_horizon", self.min_horizon)
+    _positive_int("max_horizon", self.max_horizon)
+    if self.max_horizon < self.min_horizon:
+      raise EstimatorError(f"max_horizon ({self.max_horizon}) must be >= min_horizon "
+                           f"({self.min_horizon}); raise max_horizon or lower min_horizon.")
+    if not isinstance(self.num_steps, int) or self.num_steps < 0:
+      raise EstimatorError(f"num_steps must be an int >= 0 (0: use max_horizon), got {self.num_steps!r}.")
+    _one_of("mode", self.mode, ("pes", "tes"))
+    _one_of("eval_split", self.eval_split, ("train", "eval"))
+
+  @property
+  def optimizer_num_steps(self) -> int:
+    return self.num_steps or self.max_horizon
+
+
+class InnerState(NamedTuple):
+  """The persistent inner trainings of one task group.
+
+  ``params``/``opt_state`` have leading axes ``[B, P, 2]``; the rest ``[B]``
+  (all particles of a slot share its task, horizon and batches: common random
+  numbers make the antithetic difference low-variance).
+  """
+
+  params: Params
+  opt_state: Any
+  step: jax.Array  # int32 [B]: step within the current episode
+  horizon: jax.Array  # int32 [B]: length of the current episode
+  task_index: jax.Array  # int32 [B]: which of the slot's M pool tasks is live
+  key: KeyData  # [B, 2]: the episode's key; batches and the next episode derive from it
+
+
+class PESState(NamedTuple):
+  """PES state: inner trainings plus each pair's perturbation since its last reset."""
+
+  inner: InnerState
+  accum: Theta  # leaves [B, P, ...]: sum of sigma*eps of the + particle since its reset
+
+
+class Estimate(NamedTuple):
+  """What an estimator returns for one outer step."""
+
+  grad: Theta  # meta-gradient estimate, already averaged over slots and pairs
+  meta_loss: jax.Array  # scalar: mean meta-loss of all particles
+  inner_steps: int  # inner steps per particle in this estimate
+
+
+def _check_common(sigma: Any, num_pairs: Any) -> None:
+  if not isinstance(sigma, (int, float)) or not sigma > 0:
+    raise EstimatorError(f"sigma must be a float > 0 (e.g. 0.01), got {sigma!r}.")
+  _positive_int("num_pairs", num_pairs)
+
+
+def _positive_int(name: str, v: Any) -> None:
+  if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+    raise EstimatorError(f"{name} must be an int >= 1, got {v!r}.")
+
+
+def _one_of(name: str, v: Any, valid: tuple[str, ...]) -> None:
+  if v not in valid:
+    raise EstimatorError(f"{name} must be one of {list(valid)}, got {v!r}.")

@@ -1,0 +1,110 @@
+"""Estimator correctness: ES/PES meta-gradients vs jax.grad through the same unroll.
+
+The learned optimizer is ``adam_hparams`` with 79 meta-parameters on a small
+quadratic. theta is moved off its init so no ReLU sits exactly at its kink (ES
+sees the two-sided slope there, jax.grad a one-sided one). The gradient is
+dominated by the log-learning-rate direction, so the projection ratio of ``N``
+pairs has standard deviation about sqrt(2/N).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import learned_opt
+from meta_train import es, pes, unroll
+from meta_train.base import ESHParams, PESHParams
+from tests.meta_train import helpers
+
+NUM_PAIRS = 16384
+
+
+def _stats(g, true):
+  g, true = helpers.flat(g), helpers.flat(true)
+  ratio = float(g @ true / (true @ true))
+  cos = float(g @ true / (jnp.linalg.norm(g) * jnp.linalg.norm(true)))
+  return ratio, cos
+
+
+@pytest.fixture(scope="module")
+def setup():
+  arch = learned_opt.get("adam_hparams", hidden_size=4, init_lr=0.1)
+  theta = arch.init_meta(jax.random.key(1))
+  theta = jax.tree.map(lambda x, e: x + 0.1 * e, theta, unroll.noise(jax.random.key(7), theta))
+  pool = helpers.quadratic_pool(jax.random.key(2), num_slots=1, pool_size=1, dim=4)
+  return arch, theta, pool
+
+
+def test_es_matches_exact_gradient(setup):
+  arch, theta, pool = setup
+  hp = ESHParams(sigma=0.01, num_pairs=NUM_PAIRS, horizon=10)
+  key = jax.random.key(101)
+
+  def exact(theta):
+    pop = es.Population(None, jax.tree.map(lambda x: x[None, None, None].repeat(2, 2), theta))
+    return es.evaluate(arch, hp, pop, pool, jax.random.split(key)[1])[0, 0, 0]
+
+  true = jax.jit(jax.grad(exact))(theta)
+  est = jax.jit(lambda th: es.estimate(arch, hp, th, pool, key).grad)(theta)
+  ratio, cos = _stats(est, true)
+  print(f"ES ratio {ratio:.4f} cosine {cos:.4f}")
+  assert abs(ratio - 1.0) <= 0.03 and cos >= 0.99
+
+
+def _pes_total(arch, hp, theta, pool, key, num_truncations):
+  state = pes.init(jax.random.key(4), arch, hp, theta, pool)
+
+  def body(carry, k):
+    state, total = carry
+    e, state = pes.estimate(arch, hp, theta, pool, state, k)
+    return (state, jax.tree.map(jnp.add, total, e.grad)), None
+
+  zeros = jax.tree.map(jnp.zeros_like, theta)
+  (_, total), _ = jax.lax.scan(body, (state, zeros), jax.random.split(key, num_truncations))
+  return total
+
+
+def _pes_exact(arch, hp, theta, pool, num_truncations):
+  """The objective PES estimates: sum over truncations of mean meta-loss, with resets."""
+  hp1 = PESHParams(**{**hp.__dict__, "num_pairs": 1})
+  state = pes.init(jax.random.key(4), arch, hp1, theta, pool)
+  thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, 2) + x.shape), theta)
+  slot = jax.tree.map(lambda x: x[0], state.inner)
+  _, meta, _, _ = unroll.slot_unroll(
+      arch, hp.optimizer_num_steps, thetas, jax.tree.map(lambda x: x[0], pool), slot,
+      length=hp.truncation_length * num_truncations,
+      horizon_range=(hp.min_horizon, hp.max_horizon), split="train")
+  return jnp.sum(meta[:, 0, 0]) / hp.truncation_length
+
+
+@pytest.mark.parametrize("mode", ["pes", "tes"])
+def test_pes_matches_exact_gradient_across_episode_boundary(setup, mode):
+  arch, theta, pool = setup
+  # Horizon 7, truncation 4: the episode ends inside the 2nd truncation, so the
+  # boundary bookkeeping is exercised; 3 truncations = 1 whole + part of another.
+  num_pairs = NUM_PAIRS // 2 if mode == "pes" else 2048
+  hp = PESHParams(sigma=0.01, num_pairs=num_pairs, truncation_length=4, min_horizon=7,
+                  max_horizon=7, stagger=False, mode=mode)
+  true = jax.jit(jax.grad(lambda th: _pes_exact(arch, hp, th, pool, 3)))(theta)
+  run = jax.jit(lambda th, k: _pes_total(arch, hp, th, pool, k, 3))
+  ests = [run(theta, jax.random.key(200 + s)) for s in range(2 if mode == "pes" else 1)]
+  est = jax.tree.map(lambda *g: sum(g) / len(g), *ests)
+  ratio, cos = _stats(est, true)
+  print(f"{mode} ratio {ratio:.4f} cosine {cos:.4f}")
+  if mode == "pes":
+    assert abs(ratio - 1.0) <= 0.03 and cos >= 0.99
+  else:
+    # Truncated ES is biased: it ignores how earlier noise shaped the state.
+    # Here it measures ratio ~0.71 (docs/meta_train.md).
+    assert ratio < 0.85
+
+
+def test_nonfinite_inner_loss_gives_finite_gradient(setup):
+  arch, theta, pool = setup
+  # An absurd learning rate makes the inner run diverge to inf/NaN.
+  theta = dict(theta, b2=theta["b2"].at[0].set(15.0))
+  hp = ESHParams(sigma=0.01, num_pairs=4, horizon=20)
+  est = jax.jit(lambda th: es.estimate(arch, hp, th, pool, jax.random.key(0)))(theta)
+  assert np.isfinite(float(est.meta_loss))
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(est.grad))
