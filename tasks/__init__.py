@@ -24,3 +24,9 @@ from tasks.datasets import ImageData, TextData
 # The built-in families (each module registers itself with @register_family).
 from tasks.quadratic import QuadraticSpec, QuadraticTask
 from tasks.image_mlp import ImageMLPSpec
+from tasks.image_conv import ImageConvSpec
+from tasks.rnn_lm import RNNLMSpec
+from tasks.transformer_lm import TransformerLMSpec
+from tasks.autoencoder import AutoencoderSpec
+from tasks.vae import VAESpec
+from tasks.augment import LabelNoiseTask, LossScaledTask, ReparameterizedTask, augment
