@@ -1,0 +1,142 @@
+"""Run configs: defaults, validation before any compilation, and compatibility.
+
+A config file ``configs/NAME.py`` returns ``get_config(arg)``: ``default()``
+with its own values. ``validate`` turns the ConfigDict into frozen estimator
+hyperparameters and checks every field, naming the fix, before anything is
+compiled. ``RESUMABLE_CHANGES`` lists the fields a run may change when it is
+resumed in the same workdir; any other difference is refused.
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+import learned_opt
+import tasks
+from meta_train.base import ESHParams, EstimatorError, PESHParams
+
+ESTIMATORS = ("pes", "tes", "es")
+
+# Fields that do not change the trajectory of theta, so a resumed run may differ in them.
+RESUMABLE_CHANGES = frozenset({
+    "outer_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
+    "eval_num_tasks", "eval_num_steps", "eval_adam_lr", "final_table", "final_table_steps",
+    "final_table_tasks", "adam_sweep", "progress", "distributed",
+})
+
+
+class ConfigError(ValueError):
+  """A bad config value; the message names the fix."""
+
+
+def default() -> ml_collections.ConfigDict:
+  """Every field a meta-training config has, with one-line reasons."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.outer_steps = 100  # outer iterations (meta-gradient updates of theta)
+  # Learned optimizer: a registry name and its hparams.
+  c.arch = "adam_hparams"
+  c.arch_hparams = ml_collections.ConfigDict({"hidden_size": 16})
+  # Estimator.
+  c.estimator = "pes"  # "pes" (unbiased), "tes" (truncated ES, biased), "es" (full unroll)
+  c.sigma = 0.01
+  c.num_pairs = 1  # antithetic pairs per task slot
+  c.truncation_length = 10  # pes/tes: inner steps per outer step
+  c.min_horizon = 50  # pes/tes: episode lengths are log-uniform in [min, max]
+  c.max_horizon = 200
+  c.horizon = 100  # es: inner steps of the full unroll
+  c.shaping = "raw"  # es: "raw" or "sign" (VeLO)
+  c.meta_loss = "final"  # es: "final" or "mean"
+  c.num_eval_batches = 1  # es: fresh batches for the final loss
+  # Tasks.
+  c.task_distribution = "quadratic"  # a tasks.distributions() name
+  c.task_family = ""  # if set, only this family (overrides task_distribution)
+  c.num_groups = 1  # task groups (family + shapes) visited round-robin; one compile each
+  c.num_slots = 8  # tasks per meta-batch (global; divisible by the device count)
+  c.pool_size = 4  # tasks each slot draws from at its resets
+  # Outer optimizer.
+  c.learning_rate = 3e-3
+  c.clip_norm = 1.0
+  c.accumulate = 1  # >1: average this many meta-gradients per update (optax.MultiSteps)
+  # Jobs.
+  c.log_every = 1
+  c.checkpoint_every = 50
+  c.keep_checkpoints = 3
+  c.eval_every = 0  # 0: no periodic evaluation
+  c.eval_num_tasks = 2
+  c.eval_num_steps = 200
+  c.eval_adam_lr = 1e-3
+  c.final_table = False  # print theta vs Adam (default LR, best swept LR) at the end
+  c.final_table_tasks = 4
+  c.final_table_steps = 200
+  c.adam_sweep = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+  c.progress = True
+  # Multi-host: empty/0/-1 mean "from the environment" (or a single process).
+  c.distributed = ml_collections.ConfigDict(
+      {"coordinator_address": "", "num_processes": 0, "process_id": -1})
+  return c
+
+
+def _fail(msg: str) -> ConfigError:
+  return ConfigError(msg)
+
+
+def _int(c, name, lo=1):
+  v = c[name]
+  if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+    raise _fail(f"config.{name} must be an int >= {lo}, got {v!r}; "
+                f"pass e.g. --config.{name}={max(lo, 1)}.")
+
+
+def estimator_hparams(c: ml_collections.ConfigDict) -> ESHParams | PESHParams:
+  """The frozen estimator hyperparameters of a config (raises ConfigError)."""
+  if c.estimator not in ESTIMATORS:
+    raise _fail(f"config.estimator must be one of {list(ESTIMATORS)}, got {c.estimator!r}; "
+                "pass e.g. --config.estimator=pes.")
+  try:
+    if c.estimator == "es":
+      return ESHParams(sigma=c.sigma, num_pairs=c.num_pairs, horizon=c.horizon,
+                       shaping=c.shaping, meta_loss=c.meta_loss,
+                       num_eval_batches=c.num_eval_batches)
+    return PESHParams(sigma=c.sigma, num_pairs=c.num_pairs,
+                      truncation_length=c.truncation_length, min_horizon=c.min_horizon,
+                      max_horizon=c.max_horizon, mode=c.estimator)
+  except EstimatorError as e:
+    raise _fail(f"bad estimator setting: {e} Fix it with --config.<field>=... .") from e
+
+
+def validate(c: ml_collections.ConfigDict):
+  """Checks a config before anything compiles; returns ``(arch, hp)``."""
+  for name in ("outer_steps", "num_groups", "num_slots", "pool_size", "log_every",
+               "checkpoint_every", "keep_checkpoints", "accumulate", "eval_num_tasks",
+               "eval_num_steps", "final_table_tasks", "final_table_steps"):
+    _int(c, name)
+  _int(c, "eval_every", lo=0)
+  _int(c, "seed", lo=0)
+  for name in ("learning_rate", "clip_norm", "eval_adam_lr"):
+    if not isinstance(c[name], (int, float)) or not c[name] > 0:
+      raise _fail(f"config.{name} must be a number > 0, got {c[name]!r}.")
+  try:
+    arch = learned_opt.get(c.arch, **c.arch_hparams.to_dict())
+  except learned_opt.LearnedOptimizerError as e:
+    raise _fail(f"bad learned optimizer: {e} Set --config.arch / --config.arch_hparams.") from e
+  hp = estimator_hparams(c)
+  if c.task_family:
+    if c.task_family not in tasks.families():
+      raise _fail(f"config.task_family {c.task_family!r} is not registered; valid: "
+                  f"{tasks.families()} (or '' to use config.task_distribution).")
+  elif c.task_distribution not in tasks.distributions():
+    raise _fail(f"config.task_distribution {c.task_distribution!r} is unknown; valid: "
+                f"{tasks.distributions()}.")
+  n_dev = jax.device_count()
+  if c.num_slots % n_dev:
+    raise _fail(f"config.num_slots ({c.num_slots}) must be divisible by the number of devices "
+                f"({n_dev}); pass --config.num_slots={n_dev * max(1, c.num_slots // n_dev)}.")
+  return arch, hp
+
+
+def incompatible_fields(saved: dict, current: dict) -> list[str]:
+  """Fields that differ between a workdir's config and this run's, except resumable ones."""
+  keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
+  return sorted(k for k in keys if saved.get(k) != current.get(k))

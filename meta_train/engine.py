@@ -1,0 +1,195 @@
+"""The outer loop's pieces: task groups, sharding and the jitted outer step.
+
+**Task groups.** Tasks of different architectures cannot be vmapped together,
+so a run draws a bounded set of ``num_groups`` *groups* up front, each a family
+plus its static (shape-changing) spec fields, and visits them round-robin: outer
+step ``s`` trains on group ``s % num_groups``. ``jax.jit`` caches one compiled
+step per group structure, so after the first round no step compiles. Each
+group keeps its own PES state (persistent inner trainings); each slot of a
+group holds a pool of ``M`` tasks that share the group's static fields and
+differ in their continuous fields (data seed, init scale, ...), and draws from
+that pool at every reset. The bounded set keeps compile time and memory
+predictable; widen the distribution with more groups and larger pools.
+
+**Devices and hosts.** One code path over a 1-D ``Mesh`` with axis ``"slots"``:
+the slot axis of pools and inner states is sharded (``NamedSharding``), theta
+and the optimizer state are replicated, and the estimators' mean over slots
+becomes an all-reduce that XLA inserts. Each process builds only its own slots
+(``process_index`` picks them), so every host trains different tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import tasks
+from meta_train import es, pes
+from meta_train.base import ESHParams, PESHParams, PESState, Task, Theta
+
+AXIS = "slots"
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """One task group: a family and the values of its static spec fields."""
+
+  family: str
+  spec: Any  # the spec that fixed the static fields (its continuous fields are resampled)
+
+  @property
+  def label(self) -> str:
+    fam = tasks.get_family(self.family)
+    return self.family + "/" + ",".join(f"{f}={getattr(self.spec, f)}" for f in fam.static_fields)
+
+
+class OuterState(NamedTuple):
+  """Everything an outer step changes; checkpointed as one pytree."""
+
+  step: jax.Array  # int32 scalar
+  theta: Theta
+  opt_state: Any
+  groups: tuple  # per group: PESState (pes/tes) or () (full ES)
+
+
+# ----------------------------------------------------------------------------
+# Mesh and placement
+# ----------------------------------------------------------------------------
+
+
+def make_mesh(devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (AXIS,))
+
+
+def slot_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec(AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def put_global(tree: Any, sharding: NamedSharding) -> Any:
+  """Places a host pytree (the *full* global value, same on every process)."""
+
+  def one(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+  return jax.tree.map(one, tree)
+
+
+def put_local_slots(tree: Any, mesh: Mesh) -> Any:
+  """Places this process's slots (leading axis) as its part of a global array."""
+  sharding = slot_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      tree)
+
+
+def to_host(tree: Any) -> Any:
+  """A full numpy copy of a (possibly multi-host sharded) pytree, on every process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+  return jax.tree.map(np.asarray, tree)
+
+
+# ----------------------------------------------------------------------------
+# Task groups and pools (host side; plain Python over the tasks registry)
+# ----------------------------------------------------------------------------
+
+
+def sample_groups(key: jax.Array, *, num_groups: int, distribution: str,
+                  family: str = "") -> list[Group]:
+  """Draws the run's groups from a key shared by all hosts (so all compile the same)."""
+  groups = []
+  for k in jax.random.split(key, num_groups):
+    if family:
+      groups.append(Group(family, tasks.get_family(family).sample(k)))
+    else:
+      groups.append(Group(*tasks.sample_task(k, distribution)))
+  return groups
+
+
+def build_pool(group: Group, key: jax.Array, *, num_slots: int, pool_size: int,
+               first_slot: int = 0) -> Task:
+  """Tasks for slots ``first_slot .. first_slot+num_slots``, leaves ``[num_slots, M, ...]``.
+
+  Slot ``b``'s tasks come from ``fold_in(key, b)``, whatever process builds it,
+  so a run's tasks do not depend on how slots are spread over hosts.
+  """
+  built = []
+  for b in range(first_slot, first_slot + num_slots):
+    for k in jax.random.split(jax.random.fold_in(key, b), pool_size):
+      spec = tasks.resample_dynamic(k, group.family, group.spec)
+      built.append(tasks.get_family(group.family).build(spec))
+  stacked = tasks.stack_tasks(built)
+  return jax.tree.map(lambda x: x.reshape((num_slots, pool_size) + x.shape[1:]), stacked)
+
+
+# ----------------------------------------------------------------------------
+# Outer optimizer and step
+# ----------------------------------------------------------------------------
+
+
+def outer_optimizer(*, learning_rate: float, clip_norm: float,
+                    accumulate: int = 1) -> optax.GradientTransformation:
+  """Adam on theta with global-norm clipping of the meta-gradient (ES estimates are heavy-tailed)."""
+  tx = optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
+  if accumulate > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=accumulate)
+  return tx
+
+
+def outer_step(arch, hp: ESHParams | PESHParams, tx: optax.GradientTransformation,
+               theta: Theta, opt_state: Any, pool: Task, group_state: Any,
+               key_data: jax.Array):
+  """One meta-gradient estimate on one group, then one optax update of theta.
+
+  Pure; jit it with ``jit_outer_step``. Returns
+  ``(theta, opt_state, group_state, metrics)``.
+  """
+  key = jax.random.wrap_key_data(key_data)
+  if isinstance(hp, ESHParams):
+    est = es.estimate(arch, hp, theta, pool, key)
+  else:
+    est, group_state = pes.estimate(arch, hp, theta, pool, group_state, key)
+  updates, opt_state = tx.update(est.grad, opt_state, theta)
+  theta = optax.apply_updates(theta, updates)
+  metrics = {"meta_loss": est.meta_loss, "grad_norm": optax.global_norm(est.grad)}
+  return theta, opt_state, group_state, metrics
+
+
+def jit_outer_step(arch, hp, tx, mesh: Mesh):
+  """``outer_step`` jitted over ``mesh``: slots sharded, theta replicated, state donated."""
+  rep, slots = replicated(mesh), slot_sharding(mesh)
+  fn = lambda *args: outer_step(arch, hp, tx, *args)
+  return jax.jit(fn, in_shardings=(rep, rep, slots, slots, rep),
+                 out_shardings=(rep, rep, slots, rep), donate_argnums=(3,))
+
+
+def jit_pes_init(arch, hp: PESHParams, mesh: Mesh):
+  rep, slots = replicated(mesh), slot_sharding(mesh)
+  fn = lambda key_data, theta, pool: pes.init(jax.random.wrap_key_data(key_data), arch, hp,
+                                              theta, pool)
+  return jax.jit(fn, in_shardings=(rep, rep, slots), out_shardings=slots)
+
+
+def empty_group_state(hp) -> Any:
+  return () if isinstance(hp, ESHParams) else None
+
+
+def is_pes(hp) -> bool:
+  return isinstance(hp, PESHParams)
+
+
+__all__ = ["Group", "OuterState", "PESState", "make_mesh", "sample_groups", "build_pool",
+           "outer_optimizer", "outer_step", "jit_outer_step", "jit_pes_init", "put_global",
+           "put_local_slots", "to_host"]
