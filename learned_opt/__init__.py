@@ -17,4 +17,5 @@ from learned_opt.registry import architectures, get, register
 from learned_opt import adam_hparams
 from learned_opt import pretrained
 from learned_opt.serialization import load, load_meta, save
+from learned_opt import hyper_lstm, mlp
 from learned_opt import velo

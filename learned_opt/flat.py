@@ -1,18 +1,25 @@
-"""A flat, segmented view of a parameter tree.
+"""A flat, blocked view of a parameter tree.
 
 Per-parameter learned optimizers are cheap per element but, written naively,
 loop over tensors in Python: the compiled graph then grows with the number of
-tensors (learned_optimization's VeLO compiles for 43 s at 128 tensors). Here
-every leaf is raveled into one float32 vector, and static ``segment_ids`` say
-which tensor each element belongs to. Per-tensor statistics become one
-``segment_sum``; per-tensor values reach elements with one gather. The graph
-has a fixed number of ops whatever the tree.
+tensors (learned_optimization's VeLO compiles for 43 s at 128 tensors), and
+each tensor's tiny MLP becomes its own small, slow kernel.
 
-Adafactor-style factored second moments (Shazeer & Stern, 2018) are kept flat
-too: a tensor of rank >= 2 is viewed as a matrix (leading dims x last dim);
-every element has a global row id and column id. A rank-0/1 tensor gets one
-row per element and a single column, which makes its "factored" estimate the
-plain per-element second moment.
+Here every leaf is raveled, cast to float32 and zero-padded to a multiple of
+``BLOCK`` elements; the leaves are concatenated into one ``(num_blocks, BLOCK)``
+array in which **every block belongs to exactly one tensor**. Then:
+
+* a per-tensor statistic is a dense reduction over the block axis followed by a
+  tiny ``segment_sum`` over blocks (scatter over ~N/128 rows, not N);
+* a per-tensor value reaches its elements as a ``(num_blocks, 1)`` column that
+  broadcasts along the block, which XLA fuses into the elementwise loops;
+* the per-parameter MLP with per-tensor weights becomes one fused loop (see
+  :mod:`learned_opt.per_param_mlp`).
+
+Measured on a 2-core CPU at 1.18M parameters: a per-element gather of
+per-tensor weights took ~100 ms per MLP application, the blocked form ~6 ms.
+Zero padding is inert: every feature of a zero gradient and zero parameter is 0,
+and means divide by the true sizes.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+BLOCK = 128
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Layout:
@@ -33,66 +42,27 @@ class Layout:
   treedef: Any
   shapes: tuple[tuple[int, ...], ...]
   dtypes: tuple[Any, ...]
-  segment_ids: np.ndarray  # (N,) tensor index of each element
   sizes: np.ndarray  # (T,) elements per tensor
+  blocks: np.ndarray  # (T,) blocks per tensor
+  block_segments: np.ndarray  # (num_blocks,) tensor of each block
   ranks: np.ndarray  # (T,)
-  row_ids: np.ndarray  # (N,) global factored-row index
-  col_ids: np.ndarray  # (N,) global factored-column index
-  row_counts: np.ndarray  # (R,) elements per row
-  col_counts: np.ndarray  # (C,) elements per column
-  row_segments: np.ndarray  # (R,) tensor of each row
-  rows_per_tensor: np.ndarray  # (T,)
 
   @property
   def num_tensors(self) -> int:
     return len(self.shapes)
 
   @property
-  def num_elements(self) -> int:
-    return int(self.segment_ids.shape[0])
-
-  @property
-  def num_rows(self) -> int:
-    return int(self.row_counts.shape[0])
-
-  @property
-  def num_cols(self) -> int:
-    return int(self.col_counts.shape[0])
-
-
-def _matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-  """(rows, cols) of the factored view: leading dims x last dim; vectors are columns."""
-  size = int(np.prod(shape, dtype=np.int64))
-  if len(shape) < 2:
-    return size, 1
-  return size // shape[-1], shape[-1]
+  def num_blocks(self) -> int:
+    return int(self.block_segments.shape[0])
 
 
 @functools.lru_cache(maxsize=256)
 def _build_layout(treedef, shapes, dtypes) -> Layout:
   sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in shapes], np.int64)
-  seg, rows, cols, row_counts, col_counts, row_seg, rows_per = [], [], [], [], [], [], []
-  r0 = c0 = 0
-  for t, shape in enumerate(shapes):
-    n_r, n_c = _matrix_shape(shape)
-    seg.append(np.full(sizes[t], t, np.int32))
-    idx = np.arange(sizes[t])
-    rows.append((r0 + idx // n_c).astype(np.int32))
-    cols.append((c0 + idx % n_c).astype(np.int32))
-    row_counts.append(np.full(n_r, n_c, np.float32))
-    col_counts.append(np.full(n_c, n_r, np.float32))
-    row_seg.append(np.full(n_r, t, np.int32))
-    rows_per.append(n_r)
-    r0 += n_r
-    c0 += n_c
-  cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros((0,), dt)
-  return Layout(
-      treedef=treedef, shapes=shapes, dtypes=dtypes,
-      segment_ids=cat(seg, np.int32), sizes=sizes,
-      ranks=np.array([len(s) for s in shapes], np.int32),
-      row_ids=cat(rows, np.int32), col_ids=cat(cols, np.int32),
-      row_counts=cat(row_counts, np.float32), col_counts=cat(col_counts, np.float32),
-      row_segments=cat(row_seg, np.int32), rows_per_tensor=np.array(rows_per, np.float32))
+  blocks = np.maximum(1, -(-sizes // BLOCK))
+  return Layout(treedef=treedef, shapes=shapes, dtypes=dtypes, sizes=sizes, blocks=blocks,
+                block_segments=np.repeat(np.arange(len(shapes), dtype=np.int32), blocks),
+                ranks=np.array([len(s) for s in shapes], np.int32))
 
 
 def layout_of(tree: Any) -> Layout:
@@ -104,45 +74,43 @@ def layout_of(tree: Any) -> Layout:
 
 
 def flatten(layout: Layout, tree: Any) -> jax.Array:
-  """Ravels every leaf (cast to float32) into one vector of shape ``(N,)``."""
-  leaves = jax.tree.leaves(tree)
-  return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
+  """All leaves as float32 in one zero-padded ``(num_blocks, BLOCK)`` array."""
+  parts = []
+  for x, size, blocks in zip(jax.tree.leaves(tree), layout.sizes, layout.blocks):
+    parts.append(jnp.ravel(x).astype(jnp.float32))
+    if blocks * BLOCK > size:  # explicit zeros: jnp.pad here was 15x slower on CPU
+      parts.append(jnp.zeros((int(blocks * BLOCK - size),), jnp.float32))
+  return jnp.concatenate(parts).reshape(layout.num_blocks, BLOCK)
 
 
 def unflatten(layout: Layout, flat: jax.Array) -> Any:
   """Inverse of :func:`flatten`; each leaf gets back its own shape and dtype."""
-  splits = np.cumsum(layout.sizes)[:-1]
-  parts = jnp.split(flat, splits)
-  leaves = [p.reshape(s).astype(d) for p, s, d in zip(parts, layout.shapes, layout.dtypes)]
+  leaves = [x.astype(dt) for x, dt in zip(unflatten_f32(layout, flat), layout.dtypes)]
   return jax.tree.unflatten(layout.treedef, leaves)
 
 
-def segment_mean(layout: Layout, x: jax.Array) -> jax.Array:
-  """Per-tensor mean over elements: ``(N, ...) -> (T, ...)``."""
-  s = jax.ops.segment_sum(x, layout.segment_ids, num_segments=layout.num_tensors,
+def tensor_mean(layout: Layout, x: jax.Array) -> jax.Array:
+  """Per-tensor mean of a blocked array ``(..., num_blocks, BLOCK) -> (T, ...)``."""
+  per_block = jnp.moveaxis(jnp.sum(x, axis=-1), -1, 0)  # (num_blocks, ...)
+  s = jax.ops.segment_sum(per_block, layout.block_segments, num_segments=layout.num_tensors,
                           indices_are_sorted=True)
-  n = layout.sizes.astype(np.float32).reshape((-1,) + (1,) * (x.ndim - 1))
-  return s / n
+  return s / layout.sizes.astype(np.float32).reshape((-1,) + (1,) * (s.ndim - 1))
 
 
-def to_elements(layout: Layout, per_tensor: jax.Array) -> jax.Array:
-  """Broadcasts per-tensor values ``(T, ...)`` to elements ``(N, ...)``."""
-  return jnp.take(per_tensor, layout.segment_ids, axis=0)
+def to_blocks(layout: Layout, per_tensor: jax.Array) -> jax.Array:
+  """Per-tensor values ``(T, ...)`` as ``(..., num_blocks, 1)``, broadcastable over elements."""
+  v = jnp.take(per_tensor, layout.block_segments, axis=0)  # (num_blocks, ...)
+  return jnp.moveaxis(v, 0, -1)[..., None]
 
 
-def row_col_means(layout: Layout, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Means of ``x`` (shape ``(N, k)``) over each factored row and each column."""
-  rs = jax.ops.segment_sum(x, layout.row_ids, num_segments=layout.num_rows,
-                           indices_are_sorted=True)
-  cs = jax.ops.segment_sum(x, layout.col_ids, num_segments=layout.num_cols)
-  return rs / layout.row_counts[:, None], cs / layout.col_counts[:, None]
+def flatten_leaves(layout: Layout, leaves: list[jax.Array]) -> jax.Array:
+  """Like :func:`flatten`, for a list of leaves in tree order."""
+  return flatten(layout, jax.tree.unflatten(layout.treedef, leaves))
 
 
-def factored_estimate(layout: Layout, row: jax.Array, col: jax.Array) -> jax.Array:
-  """Adafactor's rank-1 estimate ``v_ij = r_i c_j / mean_i(r_i)``, per element ``(N, k)``."""
-  row_sum = jax.ops.segment_sum(row, layout.row_segments, num_segments=layout.num_tensors,
-                                indices_are_sorted=True)
-  row_mean = row_sum / layout.rows_per_tensor[:, None]
-  denom = jnp.take(row_mean, layout.segment_ids, axis=0)
-  return (jnp.take(row, layout.row_ids, axis=0) * jnp.take(col, layout.col_ids, axis=0)
-          / (denom + 1e-30))
+def unflatten_f32(layout: Layout, flat: jax.Array) -> list[jax.Array]:
+  """The leaves of a blocked array, in tree order, kept in float32."""
+  flat = flat.reshape(-1)
+  starts = np.concatenate([[0], np.cumsum(layout.blocks * BLOCK)[:-1]])
+  return [jax.lax.slice(flat, (int(o),), (int(o + s),)).reshape(shape)
+          for o, s, shape in zip(starts, layout.sizes, layout.shapes)]

@@ -1,0 +1,76 @@
+"""``mlp``: a per-parameter MLP learned optimizer (small_fc_lopt style).
+
+Metz et al. 2022, "Practical tradeoffs between memory, compute, and performance
+in learned optimizers". One MLP, shared by all parameters, reads each
+parameter's features (gradient, value, 3 momenta, normalised momenta, an
+Adafactor-normalised gradient; see :func:`features.element_features`) plus the
+training-fraction and loss features (folded into its first bias, so they cost
+nothing per element) and outputs a direction and a log-magnitude.
+
+Init: He init for hidden layers, output layer x0.01, ``log_lr = 0`` and the
+Adam-direction skip of :mod:`per_param_mlp`: untrained, it behaves like a
+per-tensor-normalised Adam at ``step_mult`` (1e-3) and trains stably.
+State: 3 momenta + 1 second moment per parameter + factored rows/columns
+(~4 floats per parameter on an MLP; see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from learned_opt import base, features, per_param_mlp
+from learned_opt.registry import register
+
+_GLOBAL = features.NUM_TIME_FEATURES + features.NUM_LOSS_FEATURES
+
+
+@register("mlp")
+@dataclasses.dataclass(frozen=True)
+class MLPLOpt(base.LearnedOptimizer):
+  """Per-parameter MLP.
+
+  Attributes:
+    hidden_size: width of each hidden layer.
+    hidden_layers: number of hidden layers.
+    step_mult: base step size; the untrained optimizer's effective Adam LR.
+  """
+
+  hidden_size: int = 16
+  hidden_layers: int = 1
+  step_mult: float = 1e-3
+
+  def __post_init__(self):
+    for f in ("hidden_size", "hidden_layers"):
+      v = getattr(self, f)
+      if not (isinstance(v, int) and v >= 1):
+        raise base.LearnedOptimizerError(f"{f} must be an int >= 1, got {v!r}.")
+    if not (isinstance(self.step_mult, (int, float)) and self.step_mult > 0):
+      raise base.LearnedOptimizerError(f"step_mult must be a float > 0, got {self.step_mult!r}.")
+
+  def init_meta(self, key: base.PRNGKey) -> base.Theta:
+    k1, k2 = jax.random.split(key)
+    sizes = (features.NUM_ELEMENT_FEATURES,) + (self.hidden_size,) * self.hidden_layers + (2,)
+    return {
+        "mlp": per_param_mlp.init_layers(k1, sizes),
+        "global_w": jax.random.normal(k2, (_GLOBAL, self.hidden_size), jnp.float32)
+                    * np.sqrt(1.0 / _GLOBAL),
+        "log_lr": jnp.zeros([], jnp.float32),
+    }
+
+  def as_optax(self, theta: base.Theta, *, num_steps: int) -> optax.GradientTransformationExtraArgs:
+    num_steps = base.check_num_steps(num_steps)
+    base.check_theta(self, theta)
+    lr = self.step_mult * jnp.exp(theta["log_lr"])
+
+    def step_fn(layout, extra, moments, x, p, time, loss_feats):
+      del layout, moments, p
+      bias = jnp.concatenate([time, loss_feats]) @ theta["global_w"]
+      out = per_param_mlp.apply(theta["mlp"], x, first_bias=bias)
+      return per_param_mlp.step_from_outputs(out, x, lr), extra
+
+    return per_param_mlp.flat_transform("mlp", num_steps, lambda layout: (), step_fn)
