@@ -161,7 +161,10 @@ def outer_step(arch, hp: ESHParams | PESHParams, tx: optax.GradientTransformatio
     est = es.estimate(arch, hp, theta, pool, key)
   else:
     est, group_state = pes.estimate(arch, hp, theta, pool, group_state, key)
-  updates, opt_state = tx.update(est.grad, opt_state, theta)
+  # optax's Adam bias correction computes `float ** int32_count`, which strict
+  # dtype promotion (our tests' setting) rejects; the result is float32 either way.
+  with jax.numpy_dtype_promotion("standard"):
+    updates, opt_state = tx.update(est.grad, opt_state, theta)
   theta = optax.apply_updates(theta, updates)
   metrics = {"meta_loss": est.meta_loss, "grad_norm": optax.global_norm(est.grad)}
   return theta, opt_state, group_state, metrics

@@ -90,7 +90,7 @@ class Logger:
     rows = read_metrics(self.path)
     with open(self.path, "w") as f:
       for r in rows:
-        if r["step"] < start_step:
+        if r["step"] <= start_step:
           f.write(json.dumps(r) + "\n")
     from tensorboardX import SummaryWriter
     self.tb = SummaryWriter(os.path.join(workdir, "tb"))
