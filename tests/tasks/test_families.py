@@ -14,6 +14,16 @@ from _task_harness import train_adam
 FAMILIES = tasks.families()
 
 
+@jax.jit
+def init_and_loss(task, key):
+  """Fresh params, a batch, its loss and normalised loss; jitted once per family."""
+  k1, k2, k3 = jax.random.split(key, 3)
+  params = task.init(k1)
+  batch = task.sample_batch(k2, "train")
+  loss = task.loss(params, k3, batch)
+  return params, batch, loss, task.normalizer(loss)
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_task(request):
   family = tasks.get_family(request.param)
@@ -24,16 +34,13 @@ def family_task(request):
 def test_init_and_loss_are_finite_and_eval_shape_works(family_task):
   name, spec, task = family_task
   key = jax.random.key(0)
-  params = task.init(key)
+  params, batch, loss, norm = init_and_loss(task, key)
   for leaf in jax.tree.leaves(params):
     assert leaf.dtype == jnp.float32
     assert jnp.all(jnp.isfinite(leaf))
-  batch = task.sample_batch(jax.random.key(1), "train")
   assert jax.tree.map(lambda x: (x.shape, x.dtype), batch) == jax.tree.map(
       lambda s: (s.shape, s.dtype), task.batch_spec)
-  loss = task.loss(params, jax.random.key(2), batch)
   assert loss.shape == () and jnp.isfinite(loss)
-  norm = task.normalizer(loss)
   assert jnp.isfinite(norm) and 0.05 < float(norm) < tasks.MAX_NORMALIZED_LOSS, name
   assert float(task.normalizer(jnp.array(jnp.nan))) == tasks.MAX_NORMALIZED_LOSS
   assert float(task.normalizer(jnp.array(jnp.inf))) == tasks.MAX_NORMALIZED_LOSS
@@ -81,14 +88,10 @@ def test_vmap_across_specs_sharing_static_fields(family_task):
   pair = [task, tasks.get_family(name).build(other)]
   stacked = tasks.stack_tasks(pair)
 
-  def run(t, key):
-    k1, k2, k3 = jax.random.split(key, 3)
-    params = t.init(k1)
-    return t.normalizer(t.loss(params, k3, t.sample_batch(k2)))
-
   keys = jax.random.split(jax.random.key(3), 2)
-  batched = jax.jit(jax.vmap(run))(stacked, keys)
-  single = jnp.stack([jax.jit(run)(t, k) for t, k in zip(pair, keys)])
+  batched = jax.jit(jax.vmap(lambda t, k: init_and_loss(t, k)[3]))(stacked, keys)
+  # init_and_loss is already compiled for this family's static fields.
+  single = jnp.stack([init_and_loss(t, k)[3] for t, k in zip(pair, keys)])
   np.testing.assert_allclose(batched, single, rtol=2e-4, atol=1e-5)
 
 
