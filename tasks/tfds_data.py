@@ -79,10 +79,10 @@ def check_available(name: str, data_dir: str | None = None) -> pathlib.Path:
 
 def data_source(name: str, split: str, *, data_dir: str | None = None) -> Any:
   """``tfds.data_source`` for a prepared dataset: random access, no TensorFlow, no download."""
-  check_available(name, data_dir)
-  # download=False: checked above, and tfds must never reach for the network.
-  return _tfds().data_source(name, split=split, data_dir=str(data_dir or default_data_dir()),
-                             download=False)
+  # What tfds.data_source(name, data_dir=..., download=False) does, but from the
+  # prepared directory itself: a locally prepared dataset may carry a version that
+  # tfds's registered builder of the same name (e.g. mnist 3.0.1) does not know.
+  return _source_from_dir(str(check_available(name, data_dir)), split)
 
 
 @functools.lru_cache(maxsize=16)

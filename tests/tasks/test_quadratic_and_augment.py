@@ -1,0 +1,67 @@
+"""The quadratic's closed form, and the augmentation wrappers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tasks
+
+
+def test_quadratic_optimum_is_exact():
+  task = tasks.build_task("quadratic", tasks.QuadraticSpec(dim=6, conditioning=100.0, noise=0.5))
+  batch = task.sample_batch(jax.random.key(0))
+  opt = task.optimum()
+  assert float(task.loss(opt, None, batch)) == pytest.approx(float(task.optimal_loss()), abs=1e-5)
+  mean_grad = jax.grad(lambda p: task.loss(p, None, {"eps": jnp.zeros(6)}))(opt)
+  np.testing.assert_allclose(mean_grad["x"], 0.0, atol=1e-4)
+  # Noise-free gradient descent with step 1/L converges to the optimum.
+  det = tasks.build_task("quadratic", tasks.QuadraticSpec(dim=6, conditioning=10.0))
+  params = det.init(jax.random.key(1))
+  step = jax.jit(lambda p: jax.tree.map(
+      lambda x, g: x - g / 10.0, p, jax.grad(det.loss)(p, None, {"eps": jnp.zeros(6)})))
+  for _ in range(300):
+    params = step(params)
+  np.testing.assert_allclose(params["x"], det.optimum()["x"], atol=1e-3)
+  # The reference is the expected loss at init: the normalised loss starts near 1.
+  inits = jax.vmap(det.init)(jax.random.split(jax.random.key(2), 2000))
+  losses = jax.vmap(lambda p: det.loss(p, None, {"eps": jnp.zeros(6)}))(inits)
+  assert float(det.normalizer(losses.mean())) == pytest.approx(1.0, rel=0.1)
+
+
+def test_reparameterisation_keeps_the_loss():
+  task = tasks.build_task("image_mlp")
+  wrapped = tasks.augment(task, jax.random.key(0))
+  assert isinstance(wrapped, tasks.ReparameterizedTask)
+  params = wrapped.init(jax.random.key(1))
+  batch = wrapped.sample_batch(jax.random.key(2))
+  inner = wrapped.to_inner(params)
+  np.testing.assert_allclose(wrapped.loss(params, None, batch), task.loss(inner, None, batch),
+                             rtol=1e-5)
+  np.testing.assert_allclose(jax.tree.leaves(inner)[0], jax.tree.leaves(task.init(
+      jax.random.key(1)))[0], rtol=1e-5)
+  ratios = [float(jnp.linalg.norm(p) / jnp.linalg.norm(q))
+            for p, q in zip(jax.tree.leaves(params), jax.tree.leaves(inner)) if jnp.any(q != 0)]
+  assert max(ratios) / min(ratios) > 1.5  # really different per-tensor scales
+  # Wrapped tasks stack and vmap across seeds.
+  other = tasks.augment(task, jax.random.key(5))
+  stacked = tasks.stack_tasks([wrapped, other])
+  out = jax.vmap(lambda t, k: t.loss(t.init(k), k, t.sample_batch(k)))(
+      stacked, jax.random.split(jax.random.key(0), 2))
+  assert out.shape == (2,) and jnp.all(jnp.isfinite(out))
+
+
+def test_loss_scaling_and_label_noise():
+  task = tasks.build_task("image_mlp")
+  wrapped = tasks.augment(task, jax.random.key(0), reparam=False, loss_scale_range=(1e-3, 1e3),
+                          label_noise=0.5)
+  params = wrapped.init(jax.random.key(1))
+  batch = wrapped.sample_batch(jax.random.key(2), "eval")
+  loss = wrapped.loss(params, None, batch)
+  np.testing.assert_allclose(wrapped.normalizer(loss),
+                             task.normalizer(task.loss(params, None, batch)), rtol=1e-5)
+  noisy = wrapped.sample_batch(jax.random.key(3), "train")["label"]
+  clean = task.sample_batch(jax.random.split(jax.random.key(3), 3)[0], "train")["label"]
+  assert 0 < int(jnp.sum(noisy != clean)) < noisy.shape[0]
+  with pytest.raises(tasks.TaskError, match="label noise"):
+    tasks.augment(tasks.build_task("quadratic"), jax.random.key(0), label_noise=0.1)
