@@ -1,6 +1,6 @@
 """velo_like: the large-scale recipe after VeLO (Metz et al. 2022), for accelerators.
 
-Command (one phase; pass the phase as the config arg):
+Command: (one phase; pass the phase as the config arg)
   python -m meta_train --config configs/velo_like.py:phase1 --workdir runs/velo/phase1
   (then phase2 .. phase4, each starting from the previous phase's export; see
   docs/meta_train.md for multi-host launch on SLURM and TPU pods)

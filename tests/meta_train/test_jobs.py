@@ -18,15 +18,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LONG = ["--config.outer_steps=300", "--config.checkpoint_every=40", "--config.eval_every=150"]
 
 
-def _cli(workdir, *extra):
+def _cli(workdir, *extra, config="tiny.py"):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   env.pop("XLA_FLAGS", None)
-  return [sys.executable, "-m", "meta_train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+  return [sys.executable, "-m", "meta_train", "--config", os.path.join(ROOT, "configs", config),
           "--workdir", str(workdir), *extra], env
 
 
-def _run(workdir, *extra, timeout=180):
-  cmd, env = _cli(workdir, *extra)
+def _run(workdir, *extra, timeout=180, config="tiny.py"):
+  cmd, env = _cli(workdir, *extra, config=config)
   return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -108,7 +108,7 @@ def test_bad_config_fails_fast_naming_the_fix(tmp_path, flag, needle):
     return
   # The same validation the CLI runs, in-process (cheap): it runs before any compile.
   import importlib.util
-  spec = importlib.util.spec_from_file_location("tiny", os.path.join(ROOT, "configs/tiny.py"))
+  spec = importlib.util.spec_from_file_location("tiny", os.path.join(ROOT, "configs", config))
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   c = mod.get_config()

@@ -1,0 +1,32 @@
+"""Every config file loads and validates; velo_like runs on 1 device with its tiny overrides."""
+
+import importlib.util
+import os
+
+import pytest
+
+from meta_train import config as config_lib
+from tests.meta_train.test_jobs import ROOT, _run
+
+CONFIGS = ["tiny", "demo", "small_cpu", "velo_like"]
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_validates_and_documents_itself(name):
+  mod = _load(name)
+  for word in ("Command:", "Hardware:", "Runtime:", "Expected"):
+    assert word in mod.__doc__, f"configs/{name}.py header lacks {word!r}"
+  config_lib.validate(mod.get_config())
+
+
+def test_velo_like_tiny_runs_on_one_device(tmp_path):
+  r = _run(tmp_path, "--config.outer_steps=2", config="velo_like.py:tiny")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (tmp_path / "export" / "final").exists()
