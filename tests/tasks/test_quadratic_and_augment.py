@@ -24,29 +24,37 @@ def test_quadratic_optimum_is_exact():
     params = step(params)
   np.testing.assert_allclose(params["x"], det.optimum()["x"], atol=1e-3)
   # The reference is the expected loss at init: the normalised loss starts near 1.
-  inits = jax.vmap(det.init)(jax.random.split(jax.random.key(2), 2000))
-  losses = jax.vmap(lambda p: det.loss(p, None, {"eps": jnp.zeros(6)}))(inits)
-  assert float(det.normalizer(losses.mean())) == pytest.approx(1.0, rel=0.1)
+  mean_init_loss = jax.jit(lambda t, keys: jnp.mean(jax.vmap(
+      lambda k: t.loss(t.init(k), None, {"eps": jnp.zeros(6)}))(keys)))
+  mean = mean_init_loss(det, jax.random.split(jax.random.key(2), 2000))
+  assert float(det.normalizer(mean)) == pytest.approx(1.0, rel=0.1)
 
 
 def test_reparameterisation_keeps_the_loss():
   task = tasks.build_task("image_mlp")
   wrapped = tasks.augment(task, jax.random.key(0))
   assert isinstance(wrapped, tasks.ReparameterizedTask)
-  params = wrapped.init(jax.random.key(1))
-  batch = wrapped.sample_batch(jax.random.key(2))
-  inner = wrapped.to_inner(params)
-  np.testing.assert_allclose(wrapped.loss(params, None, batch), task.loss(inner, None, batch),
-                             rtol=1e-5)
-  np.testing.assert_allclose(jax.tree.leaves(inner)[0], jax.tree.leaves(task.init(
-      jax.random.key(1)))[0], rtol=1e-5)
+
+  @jax.jit  # one compilation instead of hundreds of eager flax ops
+  def run(wrapped, key):
+    k1, k2 = jax.random.split(key)
+    params = wrapped.init(k1)
+    batch = wrapped.sample_batch(k2)
+    inner = wrapped.to_inner(params)
+    return (params, inner, wrapped.inner.init(k1), wrapped.loss(params, None, batch),
+            wrapped.inner.loss(inner, None, batch))
+
+  params, inner, inner_init, loss, inner_loss = run(wrapped, jax.random.key(1))
+  np.testing.assert_allclose(loss, inner_loss, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(inner), jax.tree.leaves(inner_init)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
   ratios = [float(jnp.linalg.norm(p) / jnp.linalg.norm(q))
             for p, q in zip(jax.tree.leaves(params), jax.tree.leaves(inner)) if jnp.any(q != 0)]
   assert max(ratios) / min(ratios) > 1.5  # really different per-tensor scales
   # Wrapped tasks stack and vmap across seeds.
   other = tasks.augment(task, jax.random.key(5))
   stacked = tasks.stack_tasks([wrapped, other])
-  out = jax.vmap(lambda t, k: t.loss(t.init(k), k, t.sample_batch(k)))(
+  out = jax.jit(jax.vmap(lambda t, k: run(t, k)[3]))(
       stacked, jax.random.split(jax.random.key(0), 2))
   assert out.shape == (2,) and jnp.all(jnp.isfinite(out))
 
@@ -55,11 +63,15 @@ def test_loss_scaling_and_label_noise():
   task = tasks.build_task("image_mlp")
   wrapped = tasks.augment(task, jax.random.key(0), reparam=False, loss_scale_range=(1e-3, 1e3),
                           label_noise=0.5)
-  params = wrapped.init(jax.random.key(1))
-  batch = wrapped.sample_batch(jax.random.key(2), "eval")
-  loss = wrapped.loss(params, None, batch)
-  np.testing.assert_allclose(wrapped.normalizer(loss),
-                             task.normalizer(task.loss(params, None, batch)), rtol=1e-5)
+
+  @jax.jit
+  def normalised(wrapped, key):
+    params = wrapped.init(key)
+    batch = wrapped.sample_batch(key, "eval")
+    return (wrapped.normalizer(wrapped.loss(params, None, batch)),
+            task.normalizer(task.loss(params, None, batch)))
+
+  np.testing.assert_allclose(*normalised(wrapped, jax.random.key(1)), rtol=1e-5)
   noisy = wrapped.sample_batch(jax.random.key(3), "train")["label"]
   clean = task.sample_batch(jax.random.split(jax.random.key(3), 3)[0], "train")["label"]
   assert 0 < int(jnp.sum(noisy != clean)) < noisy.shape[0]
