@@ -45,7 +45,7 @@ _HIGHEST = jax.lax.Precision.HIGHEST  # the reference ran float32 matmuls at ful
 class VeloState(NamedTuple):
   """VeLO's optimizer state, in the flat layout of ``layout.py`` (no params)."""
 
-  mom: jax.Array  # (3, num_blocks, block) momenta
+  mom: tuple[jax.Array, jax.Array, jax.Array]  # 3 x (num_blocks, block) momenta
   rms: jax.Array  # (num_blocks, block) second moment
   v_diag: jax.Array  # (3, num_diag_blocks, block) unfactored Adafactor moments
   v_row: jax.Array  # (3, R) factored Adafactor row moments
@@ -110,29 +110,32 @@ def _clip_log_abs(v: jax.Array, scale: float) -> jax.Array:
   return jnp.clip(jnp.log(1e-8 + jnp.abs(v * scale)), -5, 5) * 0.5
 
 
-def lstm_inputs(layout: Layout, p, mom, rms, mask, fraction_trained, loss_feats) -> jax.Array:
+def lstm_inputs(layout: Layout, p, mom, rms, mask, sum_p2, fraction_trained, loss_feats):
   """(T, 30) LSTM inputs, in sorted feature-name order as the reference concatenates.
 
   Quirk: these use the accumulators from *before* this step's update (the MLP
-  sees the updated ones).
+  sees the updated ones). All features are of ``x * rsqrt(mean(p**2))``; the
+  scale is applied to the per-tensor sums instead of to every element.
   """
   n = jnp.asarray(layout.sizes)
-  mean_p2 = layout.per_tensor_sum(p * p) / n
-  norm_mult = jax.lax.rsqrt(jnp.maximum(1e-9, mean_p2))  # features are scale-free in p
-  mean_m = layout.per_tensor_sum(mom) / n[None]  # (3, T)
-  mean_rms = layout.per_tensor_sum(rms) / n  # (T,)
-  centre = layout.to_blocks(mean_m)  # (3, nb, 1)
-  sq_m = layout.per_tensor_sum(jnp.where(mask[None], jnp.square(mom - centre), 0.0))
-  # Quirk: var_rms is centred on the *momentum* mean, so it has 3 columns.
-  sq_rms = layout.per_tensor_sum(jnp.where(mask[None], jnp.square(rms[None] - centre), 0.0))
-  nm2 = (norm_mult * norm_mult / n)[None]
-  var_m = _clip_log_abs((nm2 * sq_m).T, 10.0)  # (T, 3)
-  var_rms = _clip_log_abs((nm2 * sq_rms).T, 10.0)
+  norm_mult = jax.lax.rsqrt(jnp.maximum(1e-9, sum_p2 / n))
+  mean_m = [layout.per_tensor_sum(m) / n for m in mom]
+  mean_rms = layout.per_tensor_sum(rms) / n
+  # Two passes (mean, then squared deviations) as the reference: one-pass
+  # E[x^2] - E[x]^2 would cancel catastrophically when the mean dominates.
+  centre = [layout.to_blocks(mu) for mu in mean_m]
+  sq_m = [layout.per_tensor_sum(jnp.where(mask, jnp.square(m - c), 0.0))
+          for m, c in zip(mom, centre)]
+  # Quirk: var_rms is centred on the *momentum* means, so it has 3 columns.
+  sq_rms = [layout.per_tensor_sum(jnp.where(mask, jnp.square(rms - c), 0.0)) for c in centre]
+  scale = norm_mult * norm_mult / n
+  var_m = _clip_log_abs(jnp.stack(sq_m, axis=1) * scale[:, None], 10.0)  # (T, 3)
+  var_rms = _clip_log_abs(jnp.stack(sq_rms, axis=1) * scale[:, None], 10.0)
   mean_rms = _clip_log_abs((norm_mult * mean_rms)[:, None], 10.0)  # (T, 1)
   t = layout.num_tensors
   shared = jnp.concatenate([fraction_embedding(fraction_trained), loss_feats])
   return jnp.concatenate([
-      jnp.broadcast_to(shared, (t, shared.shape[0])), mean_rms,
+      jnp.broadcast_to(shared[None], (t, shared.shape[0])), mean_rms,
       jnp.asarray(layout.rank_one_hot), var_m, var_rms], axis=1)
 
 
@@ -170,14 +173,27 @@ def _safe_rsqrt(x):
   return jax.lax.rsqrt(jnp.maximum(x, 1e-9))
 
 
-def update_factored(layout: Layout, v_row, v_col, gsq_fac):
-  """New row/column moments and the Adafactor factors, all on the small tables."""
+def factored_grad_moments(layout: Layout, g_leaves):
+  """Means of g**2 + 1e-30 over axis d0 (rows) and d1 (columns) of each factored leaf.
+
+  Computed on the leaves in their own shapes: one reduction per factored
+  leaf and axis, the same ``jnp.mean`` the reference uses (a flat scatter-add
+  was 5x slower on CPU).
+  """
+  rows, cols = [], []
+  for t, d1, d0 in layout.factored:
+    gsq = g_leaves[t] * g_leaves[t] + 1e-30
+    rows.append(jnp.mean(gsq, axis=d0).reshape(-1))
+    cols.append(jnp.mean(gsq, axis=d1).reshape(-1))
+  cat = lambda xs: jnp.concatenate(xs) if xs else jnp.zeros((0,), jnp.float32)
+  return cat(rows), cat(cols)
+
+
+def update_factored(layout: Layout, v_row, v_col, row_mean, col_mean):
+  """New row/column moments (3, R), (3, C) and their Adafactor factors."""
   fd = FAC_DECAYS[:, None]
-  r, c = len(layout.row_count), len(layout.col_count)
-  row_sum = jax.ops.segment_sum(gsq_fac.reshape(-1), jnp.asarray(layout.row_pos).reshape(-1), r)
-  col_sum = jax.ops.segment_sum(gsq_fac.reshape(-1), jnp.asarray(layout.col_pos).reshape(-1), c)
-  v_row = _ema(fd, v_row, (row_sum / jnp.asarray(layout.row_count))[None])
-  v_col = _ema(fd, v_col, (col_sum / jnp.asarray(layout.col_count))[None])
+  v_row = _ema(fd, v_row, row_mean[None])
+  v_col = _ema(fd, v_col, col_mean[None])
   # Quirk: the row statistics are normalised by their mean over the d1 axis
   # only (per slice of the other axes), the column ones not at all.
   groups = jnp.asarray(layout.row_group)
@@ -188,61 +204,107 @@ def update_factored(layout: Layout, v_row, v_col, gsq_fac):
   return v_row, v_col, row_factor, col_factor
 
 
+class Tables(NamedTuple):
+  """Per decay, the values that elements look up by ``layout.row_idx``/``col_idx``.
+
+  Each table is ``[unfactored moments of the diagonal blocks, factored entries]``
+  so one gather serves both kinds of tensor.
+  """
+
+  row: list[jax.Array]  # second moment seen as "row" feature
+  col: list[jax.Array]
+  row_factor_g: list[jax.Array]  # multiplies g in fac_g
+  row_factor_m: list[jax.Array]  # multiplies m in fac_mom_mult
+  col_factor: list[jax.Array]
+
+
+def make_tables(v_diag, v_row, v_col, row_factor, col_factor) -> Tables:
+  cat = lambda a, b: jnp.concatenate([a.reshape(-1), b])
+  ones = jnp.ones((v_diag[0].size,), jnp.float32)
+  # Quirk: an unfactored moment fills both the "row" and "column" slots, and
+  # fac_g uses safe_rsqrt(v + 1e-9) while fac_mom_mult uses v**-0.5.
+  return Tables(
+      row=[cat(v, r) for v, r in zip(v_diag, v_row)],
+      col=[cat(v, c) for v, c in zip(v_diag, v_col)],
+      row_factor_g=[cat(_safe_rsqrt(v + 1e-9), r) for v, r in zip(v_diag, row_factor)],
+      row_factor_m=[cat(v ** -0.5, r) for v, r in zip(v_diag, row_factor)],
+      col_factor=[jnp.concatenate([ones, c]) for c in col_factor])
+
+
 # ----------------------------------------------------------------------------
 # The per-parameter MLP.
 # ----------------------------------------------------------------------------
 
+# Input columns of the MLP (HyperV2's order): g, clip(g), p, m (3), rms,
+# m*rsqrt(rms) (3), rsqrt(rms), fac_g (3), g*rsqrt(rms), row (3), col (3),
+# rsqrt(row) (3), rsqrt(col) (3), fac_mom_mult (3).
+_ELEMENT_COLUMNS = tuple(range(15)) + (27, 28, 29)
+_TABLE_COLUMNS = tuple(range(15, 27))
 
-def _common_inputs(g, p, m, rms):
-  """The 11 input columns shared by both kinds of tensors."""
+
+def mlp_inputs(g, p, mom, rms, tables: Tables, row_idx, col_idx) -> list[jax.Array]:
+  """The 30 per-parameter input columns, each (num_blocks, block)."""
   rsqrt = jax.lax.rsqrt(rms + 1e-6)
-  return ([g, jnp.clip(g, -0.1, 0.1), p, *m, rms] + [mi * rsqrt for mi in m] + [rsqrt])
+  col_f = [t[col_idx] for t in tables.col_factor]
+  fac_g = [g * t[row_idx] * cf for t, cf in zip(tables.row_factor_g, col_f)]
+  mom_mult = [m * t[row_idx] * cf for m, t, cf in zip(mom, tables.row_factor_m, col_f)]
+  row = [t[row_idx] for t in tables.row]
+  col = [t[col_idx] for t in tables.col]
+  return ([g, jnp.clip(g, -0.1, 0.1), p, *mom, rms] + [m * rsqrt for m in mom] + [rsqrt]
+          + fac_g + [g * rsqrt] + row + col + [jax.lax.rsqrt(x + 1e-8) for x in row]
+          + [jax.lax.rsqrt(x + 1e-8) for x in col] + mom_mult)
 
 
-def diag_inputs(g, p, m, rms, v):
-  """30 input columns for tensors of rank < 2 (unfactored second moments)."""
-  common = _common_inputs(g, p, m, rms)
-  fac_g = [g * _safe_rsqrt(vi + 1e-9) for vi in v]
-  rs = [jax.lax.rsqrt(vi + 1e-8) for vi in v]
-  # Quirk: the unfactored moment fills both the "row" and "column" slots, and
-  # the momentum is scaled by v**-0.5 here but by safe_rsqrt(v + 1e-9) in fac_g.
-  mom_mult = [mi * vi ** -0.5 for mi, vi in zip(m, v)]
-  return (common + fac_g + [g * common[10]] + list(v) + list(v) + rs + rs + mom_mult)
+def mlp_input_sumsq(layout: Layout, cols, tables: Tables, mask) -> jax.Array:
+  """(T, 30) per-tensor sums of squares of the input columns.
 
+  The 12 row/column columns are summed on the small tables, weighted by how
+  many elements read each entry; the others need a pass over the elements.
+  Padding is zero in every element column except rsqrt(rms) (column 10).
+  """
+  sums = {}
+  for c in _ELEMENT_COLUMNS:
+    x = jnp.where(mask, cols[c], 0.0) if c == 10 else cols[c]
+    sums[c] = layout.per_tensor_sum(x * x)
+  t = layout.num_tensors
 
-def factored_inputs(g, p, m, rms, row, col, row_factor, col_factor):
-  """30 input columns for factored tensors (row/col tables already gathered)."""
-  common = _common_inputs(g, p, m, rms)
-  fac_g = [g * rf * cf for rf, cf in zip(row_factor, col_factor)]
-  mom_mult = [mi * rf * cf for mi, rf, cf in zip(m, row_factor, col_factor)]
-  return (common + fac_g + [g * common[10]] + list(row) + list(col)
-          + [jax.lax.rsqrt(x + 1e-8) for x in row] + [jax.lax.rsqrt(x + 1e-8) for x in col]
-          + mom_mult)
+  def table_sum(values, owner, mult):
+    return jax.ops.segment_sum(values * values * jnp.asarray(mult), jnp.asarray(owner), t)
 
-
-def _block_sumsq(cols: list[jax.Array], mask: jax.Array) -> jax.Array:
-  """(num_blocks_in_region, 30): per-block sums of squares of each column."""
-  return jnp.stack([jnp.sum(jnp.where(mask, c * c, 0.0), axis=-1) for c in cols], axis=-1)
+  for d in range(3):
+    rt, rm = layout.row_table_tensor, layout.row_table_mult
+    ct, cm = layout.col_table_tensor, layout.col_table_mult
+    sums[15 + d] = table_sum(tables.row[d], rt, rm)
+    sums[18 + d] = table_sum(tables.col[d], ct, cm)
+    sums[21 + d] = table_sum(jax.lax.rsqrt(tables.row[d] + 1e-8), rt, rm)
+    sums[24 + d] = table_sum(jax.lax.rsqrt(tables.col[d] + 1e-8), ct, cm)
+  return jnp.stack([sums[c] for c in range(30)], axis=1)
 
 
 def apply_mlp(cols: list[jax.Array], layers: list[tuple[jax.Array, jax.Array]]):
   """Runs per-block MLPs over lists of (nb, block) columns; returns (direction, magnitude).
 
   ``layers[l] = (w (nb, in, out), b (nb, out))``: each block's weights broadcast
-  along the lane axis, so this is pure elementwise work XLA fuses.
+  along the lane axis, so this is elementwise work that XLA fuses into a few
+  loops (a batched matmul of these tiny shapes is far slower on CPU). The
+  barriers stop XLA from re-slicing the weights and re-computing the inputs in
+  every one of the fusions it splits this into: the weights and the first
+  hidden layer are materialised once.
   """
   h = cols
   for li, (w, b) in enumerate(layers):
     last = li == len(layers) - 1
     n_out = 2 if last else w.shape[-1]  # the third output is unused by HyperV2
+    wb = jnp.concatenate([w[:, :, :n_out].reshape(w.shape[0], -1), b[:, :n_out]], axis=1)
+    wb = jax.lax.optimization_barrier(list(jnp.split(wb, wb.shape[1], axis=1)))
     out = []
     for j in range(n_out):
-      acc = h[0] * w[:, 0, j, None]
+      acc = h[0] * wb[j]
       for c in range(1, len(h)):
-        acc = acc + h[c] * w[:, c, j, None]
-      acc = acc + b[:, j, None]
+        acc = acc + h[c] * wb[c * n_out + j]
+      acc = acc + wb[len(h) * n_out + j]
       out.append(acc if last else jax.nn.relu(acc))
-    h = out
+    h = jax.lax.optimization_barrier(out) if li == 0 else out
   return h[0], h[1]
 
 
@@ -250,9 +312,8 @@ def mixed_mlp_weights(theta, controls, input_scale):
   """Per-tensor MLP weights ``100 * mean_k(c_k W_k)``; input normalisation folded into w0."""
   k = controls.shape[1]
   mlp = theta["mlp"]
-  n_layers = len(mlp) // 2
   layers = []
-  for li in range(n_layers):
+  for li in range(len(mlp) // 2):
     w = jnp.einsum("tk,kio->tio", controls, mlp[f"w{li}"], precision=_HIGHEST)
     b = jnp.einsum("tk,ko->to", controls, mlp[f"b{li}"], precision=_HIGHEST)
     w, b = 100.0 * (w / k), 100.0 * (b / k)
@@ -267,60 +328,47 @@ def mixed_mlp_weights(theta, controls, input_scale):
 # ----------------------------------------------------------------------------
 
 
-def _gather(table, pos):
-  return [table[d][pos] for d in range(table.shape[0])]
+def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, value,
+                num_steps: int):
+  """One VeLO step on flat (nb, block) arrays of clipped grads and params.
 
-
-def velo_update(theta, layout: Layout, g, p, state: VeloState, value, num_steps: int):
-  """One VeLO step on flat (nb, block) arrays; returns (step, new state). p_new = p - step."""
+  Returns (step, new state); the new params are ``p - step``.
+  """
   mask = layout.lane_mask()
-  nd = layout.num_diag_blocks
-  g = jnp.clip(g, -GRAD_CLIP, GRAD_CLIP)
+  n = jnp.asarray(layout.sizes)
+  sum_p2 = layout.per_tensor_sum(p * p)
 
   # Loss history and LSTM (per tensor).
   means, running_min = update_loss_buffer(state.loss_means, state.loss_min, state.loss_decays,
                                           state.iteration, value)
   loss_feats = loss_features(means, running_min, state.loss_decays, state.iteration + 1)
   fraction = state.iteration.astype(jnp.float32) / jnp.float32(num_steps)
-  x = lstm_inputs(layout, p, state.mom, state.rms, mask, fraction, loss_feats)
+  x = lstm_inputs(layout, p, state.mom, state.rms, mask, sum_p2, fraction, loss_feats)
   controls, lr_mult, hidden, cell = run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
 
-  # Accumulators (per element).
-  mom = _ema(MOM_DECAYS[:, None, None], state.mom, g[None])
+  # Accumulators (per element, and the small factored tables).
+  mom = tuple(_ema(d, m, g) for d, m in zip(MOM_DECAYS, state.mom))
   rms = _ema(RMS_DECAY, state.rms, g * g)
-  gsq = g * g + 1e-30
-  v_diag = _ema(FAC_DECAYS[:, None, None], state.v_diag, gsq[None, :nd])
-  gsq_fac = jnp.where(mask[nd:], gsq[nd:], 0.0)
-  v_row, v_col, row_factor, col_factor = update_factored(layout, state.v_row, state.v_col, gsq_fac)
+  nd = layout.num_diag_blocks
+  gsq_diag = g[:nd] * g[:nd] + 1e-30
+  v_diag = _ema(FAC_DECAYS[:, None, None], state.v_diag, gsq_diag[None])
+  v_row, v_col, row_factor, col_factor = update_factored(layout, state.v_row, state.v_col,
+                                                         *fac_moments)
+  tables = make_tables(v_diag, v_row, v_col, row_factor, col_factor)
 
-  # MLP inputs of both regions, then their per-tensor second moments.
-  regions = []
-  if nd:
-    regions.append(diag_inputs(g[:nd], p[:nd], list(mom[:, :nd]), rms[:nd], list(v_diag)))
-  if layout.num_blocks > nd:
-    row_pos, col_pos = jnp.asarray(layout.row_pos), jnp.asarray(layout.col_pos)
-    regions.append(factored_inputs(
-        g[nd:], p[nd:], list(mom[:, nd:]), rms[nd:], _gather(v_row, row_pos),
-        _gather(v_col, col_pos), _gather(row_factor, row_pos), _gather(col_factor, col_pos)))
-  masks = [mask[:nd], mask[nd:]] if nd else [mask]
-  block_sq = jnp.concatenate([_block_sumsq(c, m) for c, m in zip(regions, masks)], axis=0)
-  input_scale = jax.lax.rsqrt(1e-5 + layout.sum_blocks(block_sq.T).T / jnp.asarray(layout.sizes)[:, None])
-  layers = mixed_mlp_weights(theta, controls, input_scale)
-
-  # Step = direction * param_scale * exp(0.001 magnitude) * 0.001 * lr_mult.
-  n = jnp.asarray(layout.sizes)
-  param_scale = jnp.sqrt(layout.per_tensor_sum(p * p) / n + 1e-9)
+  # MLP inputs, their per-tensor normalisation, then one fused MLP pass.
+  cols = mlp_inputs(g, p, mom, rms, tables, jnp.asarray(layout.row_idx),
+                    jnp.asarray(layout.col_idx))
+  sumsq = mlp_input_sumsq(layout, cols, tables, mask)
+  input_scale = jax.lax.rsqrt(1e-5 + sumsq / n[:, None])
   bt = jnp.asarray(layout.block_tensor)
-  steps, start = [], 0
-  for cols in regions:
-    stop = start + cols[0].shape[0]
-    blocks = bt[start:stop]
-    direction, magnitude = apply_mlp(cols, [(w[blocks], b[blocks]) for w, b in layers])
-    scale = param_scale[blocks][:, None]
-    step = direction * (scale * jnp.exp(magnitude * EXP_MULT)) * STEP_MULT
-    steps.append(lr_mult[blocks][:, None] * step)
-    start = stop
-  step = jnp.concatenate(steps, axis=0) if len(steps) > 1 else steps[0]
+  layers = [(w[bt], b[bt]) for w, b in mixed_mlp_weights(theta, controls, input_scale)]
+  direction, magnitude = apply_mlp(cols, layers)
+  param_scale = jnp.sqrt(sum_p2 / n + 1e-9)
+  # step = direction * param_scale * exp(0.001 magnitude) * 0.001 * lr_mult,
+  # multiplied in the reference's order.
+  step = direction * (layout.to_blocks(param_scale) * jnp.exp(magnitude * EXP_MULT)) * STEP_MULT
+  step = layout.to_blocks(lr_mult) * step
 
   new_state = VeloState(mom=mom, rms=rms, v_diag=v_diag, v_row=v_row, v_col=v_col,
                         lstm_hidden=hidden, lstm_cell=cell, loss_means=means,
@@ -351,31 +399,40 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
     nb, blk, nd = layout.num_blocks, layout.block, layout.num_diag_blocks
     zeros = lambda *s: jnp.zeros(s, jnp.float32)
     t = layout.num_tensors
-    decays = loss_decays(num_steps)
     return VeloState(
-        mom=zeros(3, nb, blk), rms=zeros(nb, blk), v_diag=zeros(3, nd, blk),
-        v_row=zeros(3, len(layout.row_count)), v_col=zeros(3, len(layout.col_count)),
+        mom=(zeros(nb, blk), zeros(nb, blk), zeros(nb, blk)), rms=zeros(nb, blk),
+        v_diag=zeros(3, nd, blk), v_row=zeros(3, layout.num_rows),
+        v_col=zeros(3, layout.num_cols),
         lstm_hidden=jnp.tile(theta["lstm_init"]["hidden"][None], (t, 1)),
         lstm_cell=jnp.tile(theta["lstm_init"]["cell"][None], (t, 1)),
         loss_means=zeros(NUM_LOSS_DECAYS),
         loss_min=999999999999.0 * jnp.ones((NUM_LOSS_DECAYS,), jnp.float32),
-        loss_decays=decays, iteration=jnp.zeros((), jnp.int32))
+        loss_decays=loss_decays(num_steps), iteration=jnp.zeros((), jnp.int32))
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args  # e.g. a PRNG key: HyperV2 splits one but draws nothing from it.
     base.check_params(params, "velo update")
     base.check_value(value)
     g_leaves, treedef = jax.tree.flatten(updates)
-    p_leaves = jax.tree.leaves(params)
+    p_leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
     layout = make_layout([jnp.shape(x) for x in p_leaves])
-    g, p = layout.flatten(g_leaves), layout.flatten(p_leaves)
+    p32 = [x.astype(jnp.float32) for x in p_leaves]
+    g32 = [jnp.asarray(x).astype(jnp.float32) for x in g_leaves]
     loss = jnp.asarray(value).astype(jnp.float32)
-    if weight_decay:
-      g = g + jnp.float32(weight_decay) * p
-      l2 = layout.per_tensor_sum(p * p) * jnp.float32(weight_decay)
-      loss = loss + jnp.sum(l2)
-    step, state = velo_update(theta, layout, g, p, state, loss, num_steps)
-    out = layout.unflatten(-step, [jnp.result_type(x) for x in p_leaves])
+    if weight_decay:  # learned_optimization's WeightDecayWrapper: before the clip
+      wd = jnp.float32(weight_decay)
+      g32 = [gi + wd * pi for gi, pi in zip(g32, p32)]
+      loss = loss + sum(jnp.sum(pi * pi) * wd for pi in p32)
+    # Quirk: gradients are clipped to +-1000 before everything else.
+    g32 = [jnp.clip(x, -GRAD_CLIP, GRAD_CLIP) for x in g32]
+    fac_moments = factored_grad_moments(layout, g32)
+    # Barriers: materialise the flat arrays once. Without them XLA fuses the
+    # concatenation (and later the split) into every consumer, turning each
+    # element access into a select over all leaves.
+    g, p = jax.lax.optimization_barrier((layout.flatten(g32), layout.flatten(p32)))
+    step, state = velo_update(theta, layout, g, p, fac_moments, state, loss, num_steps)
+    step = jax.lax.optimization_barrier(step)
+    out = layout.unflatten(-step, [x.dtype for x in p_leaves])
     return jax.tree.unflatten(treedef, out), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -62,11 +62,17 @@ class Layout:
   num_diag_blocks: int  # blocks [0, num_diag_blocks) hold rank < 2 tensors
   sizes: np.ndarray  # (T,) float32 number of elements
   rank_one_hot: np.ndarray  # (T, 5) float32
-  row_pos: np.ndarray  # (num_fac_blocks, block) int32 index into v_row (pads: 0)
-  col_pos: np.ndarray  # (num_fac_blocks, block) int32 index into v_col (pads: 0)
-  row_count: np.ndarray  # (R,) float32: size of the axis each row entry averages
-  col_count: np.ndarray  # (C,) float32
-  row_group: np.ndarray  # (R,) int32: rows averaged together for the row/col mean
+  factored: tuple[tuple[int, int, int], ...]  # (leaf, d1, d0) of each factored leaf, in order
+  # Per element, the index into the "row" and "column" tables: the unfactored
+  # moments of the diagonal blocks (raveled) followed by the factored v_row
+  # (resp. v_col) entries. An unfactored element indexes its own moment.
+  row_idx: np.ndarray  # (num_blocks, block) int32
+  col_idx: np.ndarray  # (num_blocks, block) int32
+  row_table_tensor: np.ndarray  # (num_diag_blocks * block + R,) int32 owner tensor
+  row_table_mult: np.ndarray  # (...,) float32 elements reading each entry (pads: 0)
+  col_table_tensor: np.ndarray  # (num_diag_blocks * block + C,) int32
+  col_table_mult: np.ndarray  # (...,) float32
+  row_group: np.ndarray  # (R,) int32: v_row entries averaged together (over axis d1)
   group_count: np.ndarray  # (G,) float32
 
   @property
@@ -76,6 +82,14 @@ class Layout:
   @property
   def num_blocks(self) -> int:
     return len(self.block_tensor)
+
+  @property
+  def num_rows(self) -> int:
+    return len(self.row_table_tensor) - self.num_diag_blocks * self.block
+
+  @property
+  def num_cols(self) -> int:
+    return len(self.col_table_tensor) - self.num_diag_blocks * self.block
 
   def lane_mask(self) -> jax.Array:
     """(num_blocks, block) bool: True on real elements, False on padding."""
@@ -117,7 +131,9 @@ class Layout:
 
   def to_blocks(self, per_tensor: jax.Array) -> jax.Array:
     """(..., T) -> (..., num_blocks, 1): broadcast a per-tensor value to its blocks."""
-    return per_tensor[..., jnp.asarray(self.block_tensor)][..., None]
+    # The barrier materialises the small (..., num_blocks) array, so the big
+    # elementwise consumers see a plain broadcast instead of fusing a gather.
+    return jax.lax.optimization_barrier(per_tensor[..., jnp.asarray(self.block_tensor)])[..., None]
 
 
 def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
@@ -131,34 +147,42 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
 
   first_block = np.zeros(len(shapes), np.int64)
   block_tensor, block_valid = [], []
-  row_pos, col_pos, row_count, col_count, row_group, group_count = [], [], [], [], [], []
   for t in diag + fac:
     n = sizes[t]
     nblocks = -(-n // block)
     first_block[t] = len(block_tensor)
     block_tensor += [t] * nblocks
     block_valid += [min(block, n - i * block) for i in range(nblocks)]
-    d = factored_dims(shapes[t])
-    if d is None:
-      continue
-    d1, d0 = d
-    shape = shapes[t]
-    pad = nblocks * block - n
-    r_off, c_off, g_off = len(row_count), len(col_count), len(group_count)
-    row_pos.append(np.pad(_broadcast_ids(shape, d0) + r_off, (0, pad)))
-    col_pos.append(np.pad(_broadcast_ids(shape, d1) + c_off, (0, pad)))
+  num_diag_blocks = int(sum(-(-sizes[t] // block) for t in diag))
+  nd = num_diag_blocks * block
+  diag_valid = (np.arange(block)[None, :] < np.asarray(block_valid[:num_diag_blocks], np.int64)[:, None])
+  diag_tensor = np.repeat(np.asarray(block_tensor[:num_diag_blocks], np.int32), block)
+
+  row_idx, col_idx = [np.arange(nd, dtype=np.int64)], [np.arange(nd, dtype=np.int64)]
+  row_t, row_m = [diag_tensor], [diag_valid.reshape(-1).astype(np.float32)]
+  col_t, col_m = [diag_tensor], [diag_valid.reshape(-1).astype(np.float32)]
+  row_group, group_count, factored = [], [], []
+  r_off = c_off = g_off = 0
+  for t in fac:
+    shape, n = shapes[t], sizes[t]
+    d1, d0 = factored_dims(shape)
+    factored.append((t, d1, d0))
+    pad = -(-n // block) * block - n
+    row_idx.append(np.pad(_broadcast_ids(shape, d0) + nd + r_off, (0, pad), constant_values=nd))
+    col_idx.append(np.pad(_broadcast_ids(shape, d1) + nd + c_off, (0, pad), constant_values=nd))
+    n_rows, n_cols = n // shape[d0], n // shape[d1]
+    row_t.append(np.full(n_rows, t, np.int32))
+    row_m.append(np.full(n_rows, shape[d0], np.float32))
+    col_t.append(np.full(n_cols, t, np.int32))
+    col_m.append(np.full(n_cols, shape[d1], np.float32))
     row_shape = tuple(s for i, s in enumerate(shape) if i != d0)
     reduced_d1 = d1 - 1 if d1 > d0 else d1
-    row_count += [shape[d0]] * int(np.prod(row_shape))
-    col_count += [shape[d1]] * (n // shape[d1])
     row_group.append(_broadcast_ids(row_shape, reduced_d1) + g_off)
-    group_count += [shape[d1]] * (int(np.prod(row_shape)) // shape[d1])
+    group_count += [shape[d1]] * (n_rows // shape[d1])
+    r_off, c_off, g_off = r_off + n_rows, c_off + n_cols, g_off + n_rows // shape[d1]
 
-  def cat(xs: list[np.ndarray], width: int | None = None) -> np.ndarray:
-    if not xs:
-      return np.zeros((0,) if width is None else (0, width), np.int32)
-    out = np.concatenate(xs).astype(np.int32)
-    return out if width is None else out.reshape(-1, width)
+  def cat(xs: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(xs).astype(dtype) if xs else np.zeros((0,), dtype)
 
   n_rank = [int(np.sum(np.asarray(s) > 1)) for s in shapes]
   # hk.one_hot(n, 5) is all zeros for n >= 5.
@@ -168,8 +192,11 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
       shapes=shapes, block=block, first_block=first_block,
       block_tensor=np.asarray(block_tensor, np.int32),
       block_valid=np.asarray(block_valid, np.int32),
-      num_diag_blocks=int(sum(-(-sizes[t] // block) for t in diag)),
+      num_diag_blocks=num_diag_blocks,
       sizes=np.asarray(sizes, np.float32), rank_one_hot=rank_one_hot,
-      row_pos=cat(row_pos, block), col_pos=cat(col_pos, block),
-      row_count=np.asarray(row_count, np.float32), col_count=np.asarray(col_count, np.float32),
-      row_group=cat(row_group), group_count=np.asarray(group_count, np.float32))
+      factored=tuple(factored),
+      row_idx=cat(row_idx, np.int32).reshape(-1, block),
+      col_idx=cat(col_idx, np.int32).reshape(-1, block),
+      row_table_tensor=cat(row_t, np.int32), row_table_mult=cat(row_m, np.float32),
+      col_table_tensor=cat(col_t, np.int32), col_table_mult=cat(col_m, np.float32),
+      row_group=cat(row_group, np.int32), group_count=np.asarray(group_count, np.float32))
