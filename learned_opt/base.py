@@ -77,10 +77,21 @@ def _plain(v: Any) -> Any:
 # ----------------------------------------------------------------------------
 
 
-def check_num_steps(num_steps: Any) -> int:
+def check_num_steps(num_steps: Any) -> Any:
+  """Validates ``num_steps``: a Python int >= 1, or an integer JAX scalar.
+
+  A traced integer scalar is accepted so that meta-training can vmap over runs
+  of different lengths (each PES particle has its own horizon); its value
+  cannot be checked at trace time.
+  """
+  if isinstance(num_steps, jax.Array) and not isinstance(num_steps, bool):
+    if num_steps.ndim == 0 and jnp.issubdtype(num_steps.dtype, jnp.integer):
+      if isinstance(num_steps, jax.core.Tracer):
+        return num_steps
+      num_steps = int(num_steps)
   if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)):
     raise LearnedOptimizerError(
-        f"num_steps must be a Python int >= 1 (the length of the training run), "
+        f"num_steps must be an int >= 1 (the length of the training run), "
         f"got {num_steps!r}. Pass e.g. as_optax(theta, num_steps=1000).")
   if num_steps < 1:
     raise LearnedOptimizerError(

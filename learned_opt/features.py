@@ -34,13 +34,14 @@ NUM_TIME_FEATURES = 2 + len(_TIME_ANCHORS)
 
 def training_fraction(step: jax.Array, num_steps: int) -> jax.Array:
   """``step / num_steps``, saturating at 1 past the planned horizon."""
-  return jnp.minimum(step.astype(jnp.float32) / np.float32(num_steps), 1.0)
+  return jnp.minimum(step.astype(jnp.float32) / jnp.asarray(num_steps, jnp.float32), 1.0)
 
 
 def time_features(step: jax.Array, num_steps: int) -> jax.Array:
   """Embedding of the training fraction, shape ``(NUM_TIME_FEATURES,)``."""
   frac = training_fraction(step, num_steps)
-  steps_left = jnp.log1p(jnp.maximum(np.float32(num_steps) - step.astype(jnp.float32), 0.0))
+  total = jnp.asarray(num_steps, jnp.float32)
+  steps_left = jnp.log1p(jnp.maximum(total - step.astype(jnp.float32), 0.0))
   return jnp.concatenate([
       jnp.stack([frac, steps_left / 10.0]),
       jnp.tanh(10.0 * (frac - _TIME_ANCHORS)),

@@ -235,3 +235,20 @@ def test_untrained_theta_trains_small_mlp(arch):
   losses = np.asarray(losses)
   assert np.isfinite(losses).all()
   assert losses[-20:].mean() < 0.6 * losses[:5].mean()
+
+
+def test_traced_num_steps_under_vmap(arch):
+  """Meta-training vmaps over runs of different lengths: num_steps may be a traced int."""
+  theta = arch.init_meta(jax.random.key(0))
+  params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)}
+
+  def first_update(n):
+    tx = arch.as_optax(theta, num_steps=n)
+    updates, _ = tx.update(params, tx.init(params), params, value=1.0)
+    return updates["w"]
+
+  batched = jax.jit(jax.vmap(first_update))(jnp.array([10, 1000], jnp.int32))
+  np.testing.assert_allclose(batched[0], first_update(10), rtol=1e-5, atol=1e-8)
+  np.testing.assert_allclose(batched[1], first_update(1000), rtol=1e-5, atol=1e-8)
+  with pytest.raises(LearnedOptimizerError, match="num_steps"):
+    arch.as_optax(theta, num_steps=jnp.int32(0))
