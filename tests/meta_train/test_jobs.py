@@ -108,7 +108,7 @@ def test_bad_config_fails_fast_naming_the_fix(tmp_path, flag, needle):
     return
   # The same validation the CLI runs, in-process (cheap): it runs before any compile.
   import importlib.util
-  spec = importlib.util.spec_from_file_location("tiny", os.path.join(ROOT, "configs", config))
+  spec = importlib.util.spec_from_file_location("tiny", os.path.join(ROOT, "configs", "tiny.py"))
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   c = mod.get_config()
