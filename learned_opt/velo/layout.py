@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 MAX_BLOCK = 256  # lanes per block; a power of two keeps loads aligned.
+BLOCK_MULTIPLE = 4  # the MLP loop's number of chunks
 NUM_RANK_FEATURES = 5
 
 
@@ -97,16 +98,23 @@ class Layout:
     return lanes < jnp.asarray(self.block_valid, jnp.int32)[:, None]
 
   def flatten(self, leaves: Sequence[jax.Array]) -> jax.Array:
-    """Leaves -> (num_blocks, block) float32, zero on padding."""
-    pieces = [None] * len(leaves)
-    for t, leaf in enumerate(leaves):
-      n = int(np.prod(self.shapes[t]))
-      nblocks = -(-n // self.block) if n else 0
-      flat = jnp.reshape(leaf, (-1,)).astype(jnp.float32)
-      pieces[t] = jnp.pad(flat, (0, nblocks * self.block - n))
+    """Leaves -> (num_blocks, block) float32, zero on padding.
+
+    One concatenate of the raveled leaves and zero pads (per-leaf pad ops
+    would each compile to a separate kernel).
+    """
     order = np.argsort(self.first_block, kind="stable")
-    flat = jnp.concatenate([pieces[t] for t in order])
-    return flat.reshape(self.num_blocks, self.block)
+    pieces = []
+    for t in order:
+      n = int(np.prod(self.shapes[t]))
+      pieces.append(jnp.reshape(leaves[t], (-1,)).astype(jnp.float32))
+      pad = -(-n // self.block) * self.block - n
+      if pad:
+        pieces.append(jnp.zeros((pad,), jnp.float32))
+    tail = self.num_blocks * self.block - sum(int(x.shape[0]) for x in pieces)
+    if tail:  # the empty trailing blocks
+      pieces.append(jnp.zeros((tail,), jnp.float32))
+    return jnp.concatenate(pieces).reshape(self.num_blocks, self.block)
 
   def unflatten(self, flat: jax.Array, dtypes: Sequence[jnp.dtype]) -> list[jax.Array]:
     """(num_blocks, block) -> leaves of the given shapes and dtypes."""
@@ -115,7 +123,8 @@ class Layout:
     for t, shape in enumerate(self.shapes):
       start = int(self.first_block[t]) * self.block
       n = int(np.prod(shape))
-      out.append(flat[start:start + n].reshape(shape).astype(dtypes[t]))
+      leaf = flat[start:start + n].reshape(shape)
+      out.append(leaf if dtypes[t] == leaf.dtype else leaf.astype(dtypes[t]))
     return out
 
   def per_tensor_sum(self, x: jax.Array) -> jax.Array:
@@ -153,6 +162,11 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
     first_block[t] = len(block_tensor)
     block_tensor += [t] * nblocks
     block_valid += [min(block, n - i * block) for i in range(nblocks)]
+  # Empty blocks at the end make the count a multiple of BLOCK_MULTIPLE, so
+  # the MLP loop (hyper_v2.map_blocks) splits it without copies.
+  extra = -len(block_tensor) % BLOCK_MULTIPLE
+  block_tensor += [block_tensor[-1] if block_tensor else 0] * extra
+  block_valid += [0] * extra
   num_diag_blocks = int(sum(-(-sizes[t] // block) for t in diag))
   nd = num_diag_blocks * block
   diag_valid = (np.arange(block)[None, :] < np.asarray(block_valid[:num_diag_blocks], np.int64)[:, None])
@@ -180,6 +194,9 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
     row_group.append(_broadcast_ids(row_shape, reduced_d1) + g_off)
     group_count += [shape[d1]] * (n_rows // shape[d1])
     r_off, c_off, g_off = r_off + n_rows, c_off + n_cols, g_off + n_rows // shape[d1]
+
+  row_idx.append(np.full(extra * block, nd, np.int64))  # the empty trailing blocks
+  col_idx.append(np.full(extra * block, nd, np.int64))
 
   def cat(xs: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(xs).astype(dtype) if xs else np.zeros((0,), dtype)
