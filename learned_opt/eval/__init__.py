@@ -1,0 +1,21 @@
+"""learned_opt.eval: does a learned optimizer beat what a researcher would otherwise use?
+
+How the parts fit: ``base.py`` holds the types (``Setting``, ``RunRecord``,
+``EvalError``). ``runner.py`` trains a task with any optax transform in jitted
+``lax.scan`` segments (one compiled program per task and method, vmapped over
+hyperparameter grids). ``schedules.py`` turns optax schedules into arrays, and
+``baselines.py`` is the registry of hand-designed baselines built on them
+(tuned Adam, random search, LR range test, cyclical LRs, SGDR, one-cycle,
+discriminative LRs, snapshot ensembles, FreezeOut, ...). ``optimizers.py``
+resolves learned optimizers and their input ablations. ``suites.py`` reads the
+task suites in ``suites/*.json``. ``metrics.py`` defines final loss, speedup,
+win rate, IQM and bootstrap CIs; ``report.py`` writes ``report.md`` and plots;
+``evaluate.py`` drives it all, resumably. The CLI is ``scripts/evaluate.py``.
+"""
+
+from learned_opt.eval.base import EvalError, RunRecord, Setting
+from learned_opt.eval.baselines import Baseline, get_baseline, register_baseline
+from learned_opt.eval.baselines import baselines as baseline_names
+from learned_opt.eval.evaluate import EvalConfig, evaluate, prepare
+from learned_opt.eval.optimizers import ABLATIONS
+from learned_opt.eval.suites import load_suite, resolve_tasks, suite_names

@@ -1,0 +1,96 @@
+"""Metrics on loss curves, and their aggregates with bootstrap confidence intervals.
+
+Definitions (also written into every report):
+
+* **final loss**: the last point of the training curve (the mean minibatch loss
+  over the last window); NaN/inf count as +inf (diverged).
+* **steps to reach a target**: the end step of the first curve window whose
+  loss is <= the target (``None`` if never).
+* **speedup** (VeLO, Metz et al. 2022): the steps tuned Adam needs to reach the
+  method's final loss, divided by the method's steps, from tuned Adam's run
+  continued to ``cap * num_steps``; ``cap`` when it never gets there. Its
+  resolution is one window (``num_steps / num_points``).
+* **win**: 1 if the method's final loss is below tuned Adam's on the same
+  task and seed, 1/2 on a tie, else 0. Win rate = mean over tasks and seeds.
+* **IQM**: the mean of the middle 50% (Agarwal et al. 2021, "rliable").
+* **bootstrap CI**: 95% percentile interval of the statistic over 2,000
+  two-level resamples: tasks with replacement, then seeds within each task.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def final_loss(curve: Sequence[float]) -> float:
+  """The last point of ``curve``; NaN/inf -> +inf."""
+  x = float(curve[-1])
+  return x if np.isfinite(x) else float("inf")
+
+
+def steps_to_reach(curve: Sequence[float], steps: Sequence[int], target: float) -> int | None:
+  """The first ``steps[i]`` with ``curve[i] <= target``, or ``None``.
+
+  Examples:
+    >>> steps_to_reach([3.0, 2.0, 1.0], [10, 20, 30], 2.5)
+    20
+  """
+  c = np.asarray(curve, np.float64)
+  hit = np.nonzero(np.where(np.isfinite(c), c, np.inf) <= target)[0]
+  return int(steps[hit[0]]) if len(hit) else None
+
+
+def speedup(adam_curve: Sequence[float], adam_steps: Sequence[int], final: float,
+            num_steps: int, cap: float) -> float:
+  """Steps tuned Adam needs to reach ``final`` / ``num_steps``, capped at ``cap``.
+
+  Examples:
+    >>> speedup([4.0, 3.0, 2.0, 1.0], [25, 50, 75, 100], 2.0, 25, cap=4)
+    3.0
+    >>> speedup([4.0, 3.0], [25, 50], 0.5, 25, cap=4)
+    4.0
+  """
+  reached = steps_to_reach(adam_curve, adam_steps, final)
+  return float(cap) if reached is None else min(reached / num_steps, float(cap))
+
+
+def win(final: float, adam_final: float) -> float:
+  """1 if ``final < adam_final``, 0.5 on a tie, else 0."""
+  return 1.0 if final < adam_final else 0.5 if final == adam_final else 0.0
+
+
+def iqm(x: Sequence[float]) -> float:
+  """Interquartile mean: the mean of the middle 50% (with fractional end weights).
+
+  Examples:
+    >>> iqm([1.0, 2.0, 3.0, 100.0])
+    2.5
+  """
+  x = np.sort(np.asarray(x, np.float64))
+  n = len(x)
+  lo, hi = 0.25 * n, 0.75 * n
+  # Weight of each sorted sample inside [lo, hi), so n need not be a multiple of 4.
+  w = np.clip(np.minimum(np.arange(1, n + 1), hi) - np.maximum(np.arange(n), lo), 0, 1)
+  return float(np.sum(w * x) / np.sum(w))
+
+
+def median(x: Sequence[float]) -> float:
+  return float(np.median(np.asarray(x, np.float64)))
+
+
+def bootstrap_ci(by_task: dict[str, Sequence[float]], stat: Callable[[np.ndarray], float], *,
+                 num_resamples: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float, float]:
+  """``(point, low, high)``: ``stat`` over all values and its two-level bootstrap CI."""
+  groups = [np.asarray(v, np.float64) for v in by_task.values() if len(v)]
+  point = stat(np.concatenate(groups))
+  rng = np.random.default_rng(seed)
+  stats = np.empty(num_resamples)
+  for i in range(num_resamples):
+    picked = rng.integers(len(groups), size=len(groups))
+    stats[i] = stat(np.concatenate([g[rng.integers(len(g), size=len(g))]
+                                    for g in (groups[j] for j in picked)]))
+  a = (1 - level) / 2
+  return float(point), float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
