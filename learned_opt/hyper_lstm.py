@@ -93,10 +93,10 @@ class HyperLSTM(base.LearnedOptimizer):
       return (jnp.broadcast_to(theta["lstm_init"][0], (t, self.lstm_size)),
               jnp.broadcast_to(theta["lstm_init"][1], (t, self.lstm_size)))
 
-    def step_fn(layout, extra, moments, x, p, time, loss_feats):
+    def step_fn(layout, extra, stats, x, time, loss_feats):
       t = layout.num_tensors
       glob = jnp.broadcast_to(jnp.concatenate([time, loss_feats]), (t, time.shape[0] + loss_feats.shape[0]))
-      inp = jnp.concatenate([glob, features.tensor_features(layout, moments, p)], axis=1)
+      inp = jnp.concatenate([glob, features.tensor_features(layout, stats)], axis=1)
       hid, cell = lstm_cell(theta["lstm_w"], theta["lstm_b"], inp, *extra)
       mix = hid @ theta["controls_w"] + theta["controls_b"][None]  # (T, K)
       layers = jax.tree.map(lambda w: jnp.tensordot(mix, w, axes=1), theta["bank"])

@@ -67,8 +67,8 @@ class MLPLOpt(base.LearnedOptimizer):
     base.check_theta(self, theta)
     lr = self.step_mult * jnp.exp(theta["log_lr"])
 
-    def step_fn(layout, extra, moments, x, p, time, loss_feats):
-      del layout, moments, p
+    def step_fn(layout, extra, stats, x, time, loss_feats):
+      del layout, stats
       bias = jnp.concatenate([time, loss_feats]) @ theta["global_w"]
       out = per_param_mlp.apply(theta["mlp"], x, first_bias=bias)
       return per_param_mlp.step_from_outputs(out, x, lr), extra

@@ -80,8 +80,8 @@ class FlatState(NamedTuple):
   extra: object
 
 
-# The architecture-specific part: (layout, extra state, moments, features x,
-# blocked params, time features, loss features) -> (blocked step, new extra state).
+# The architecture-specific part: (layout, extra state, per-tensor stats,
+# features x, time features, loss features) -> (blocked step, new extra state).
 StepFn = Callable[..., tuple[jax.Array, object]]
 
 
@@ -105,11 +105,11 @@ def flat_transform(name: str, num_steps: int, init_extra: Callable[[flat.Layout]
     p = flat.flatten(layout, params)
     moments, fac = features.update_moments(layout, state.moments, g)
     loss_state, clean = features.update_loss_state(state.loss, value)
-    x = features.element_features(layout, moments, fac, g, p)
+    x, stats = features.element_features(layout, moments, fac, g, p)
     time = features.time_features(state.count, num_steps)
     loss_feats = features.loss_features(loss_state, clean)
-    step, extra = step_fn(layout, state.extra, moments, x, p, time, loss_feats)
+    step, extra = step_fn(layout, state.extra, stats, x, time, loss_feats)
     new = FlatState(count=state.count + 1, moments=moments, loss=loss_state, extra=extra)
-    return flat.unflatten(layout, -step), new
+    return flat.unflatten(layout, -step, state.count), new
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
