@@ -434,6 +434,7 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
   """
 
   def init_fn(params):
+    base.check_params(params, "velo init")
     leaves = jax.tree.leaves(params)
     layout = make_layout([jnp.shape(x) for x in leaves])
     nb, blk, nd = layout.num_blocks, layout.block, layout.num_diag_blocks
@@ -453,6 +454,12 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
     del extra_args  # e.g. a PRNG key: HyperV2 splits one but draws nothing from it.
     base.check_params(params, "velo update")
     base.check_value(value)
+    return apply(updates, state, params, value)
+
+  # Jitted so that eager calls compile once instead of dispatching hundreds of
+  # ops; inside the caller's jit/vmap it is simply inlined.
+  @jax.jit
+  def apply(updates, state, params, value):
     g_leaves, treedef = jax.tree.flatten(updates)
     p_leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
     layout = make_layout([jnp.shape(x) for x in p_leaves])
@@ -501,26 +508,46 @@ class Velo(base.LearnedOptimizer):
   ff_hidden_layers: int = 2
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
-    """Fresh theta, initialised as HyperV2.init does (haiku defaults)."""
+    """Fresh theta: haiku-style random weights around a descent prior.
+
+    learned_optimization's HyperV2.init is purely random, which makes a
+    fresh theta an optimizer that diverges within tens of steps. Here the
+    random part is kept (smaller) and every MLP in the bank also carries the
+    same path ``direction = m_0.9 / sqrt(rms)`` (input column 7, through two
+    relu units per sign), with controls near 0.01 (so the mixed MLP is that
+    path) and a step-size head near 10. A fresh theta thus starts as a
+    normalised momentum method with steps of ~1% of each tensor's RMS.
+    Loaded checkpoints replace all of it.
+    """
     h, k, ff = self.lstm_hidden_size, self.param_inits, self.ff_hidden_size
     f = checkpoint.NUM_LSTM_INPUTS
     keys = jax.random.split(key, 6 + self.ff_hidden_layers + 1)
-    step = _haiku_linear(keys[4], h, 1)
     widths = [checkpoint.NUM_MLP_INPUTS] + [ff] * self.ff_hidden_layers + [3]
     mlp = {}
     for li in range(len(widths) - 1):
-      std = 1.0 / np.sqrt(widths[li])
+      std = 0.1 / np.sqrt(widths[li])
       shape = (k, widths[li], widths[li + 1])
-      mlp[f"w{li}"] = std * jax.random.truncated_normal(
-          keys[6 + li], -2.0, 2.0, shape, jnp.float32) / 0.87962566
+      w = std * jax.random.truncated_normal(keys[6 + li], -2.0, 2.0, shape, jnp.float32)
+      prior = np.zeros(shape[1:], np.float32)
+      if li == 0:
+        prior[7, 0], prior[7, 1] = 1.0, -1.0  # relu(x), relu(-x) of m_0.9 * rsqrt(rms)
+      elif li < len(widths) - 2:
+        prior[0, 0], prior[1, 1] = 1.0, 1.0
+      else:
+        prior[0, 0], prior[1, 0] = 1.0, -1.0  # direction = relu(x) - relu(-x)
+      mlp[f"w{li}"] = w + jnp.asarray(prior)[None]
       mlp[f"b{li}"] = jnp.zeros((k, widths[li + 1]), jnp.float32)
+    small = lambda lin: {"w": 0.01 * lin["w"], "b": lin["b"]}
+    to_controls = small(_haiku_linear(keys[3], h, k))
+    to_controls["b"] = jnp.full((k,), 0.01, jnp.float32)  # 100 * mean_k(0.01 W_k) = mean W_k
+    step = small(_haiku_linear(keys[4], h, 1))
     return {
         "lstm_init": {"hidden": jnp.zeros((h,), jnp.float32), "cell": jnp.zeros((h,), jnp.float32)},
         "mix": _haiku_linear(keys[0], f, h),
         "lstm_in": _haiku_linear(keys[1], f, h),
         "lstm": _haiku_linear(keys[2], 2 * h, 4 * h),
-        "to_controls": _haiku_linear(keys[3], h, k),
-        "step_size": {"w": step["w"][:, 0], "b": step["b"][0]},
+        "to_controls": to_controls,
+        "step_size": {"w": step["w"][:, 0], "b": jnp.float32(10.0)},
         "mlp": mlp,
     }
 
