@@ -55,10 +55,7 @@ class AdamHParams(base.LearnedOptimizer):
   learn_betas: bool = True
 
   def __post_init__(self):
-    if not (isinstance(self.hidden_size, int) and self.hidden_size >= 1):
-      raise base.LearnedOptimizerError(f"hidden_size must be an int >= 1, got {self.hidden_size!r}.")
-    if not (isinstance(self.init_lr, (int, float)) and self.init_lr > 0):
-      raise base.LearnedOptimizerError(f"init_lr must be a float > 0, got {self.init_lr!r}.")
+    base.check_hparams(self, ints=("hidden_size",), positive=("init_lr",))
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)

@@ -77,6 +77,19 @@ def _plain(v: Any) -> Any:
 # ----------------------------------------------------------------------------
 
 
+def check_hparams(arch: Any, *, ints: tuple[str, ...] = (),
+                  positive: tuple[str, ...] = ()) -> None:
+  """Raises unless the named fields are ints >= 1 / numbers > 0 (for ``__post_init__``)."""
+  for f in ints:
+    v = getattr(arch, f)
+    if isinstance(v, bool) or not (isinstance(v, int) and v >= 1):
+      raise LearnedOptimizerError(f"{type(arch).__name__}.{f} must be an int >= 1, got {v!r}.")
+  for f in positive:
+    v = getattr(arch, f)
+    if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0):
+      raise LearnedOptimizerError(f"{type(arch).__name__}.{f} must be a number > 0, got {v!r}.")
+
+
 def check_num_steps(num_steps: Any) -> Any:
   """Validates ``num_steps``: a Python int >= 1, or an integer JAX scalar.
 

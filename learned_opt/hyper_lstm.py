@@ -61,12 +61,8 @@ class HyperLSTM(base.LearnedOptimizer):
   step_mult: float = 1e-3
 
   def __post_init__(self):
-    for f in ("lstm_size", "bank_size", "mlp_hidden", "mlp_layers"):
-      v = getattr(self, f)
-      if not (isinstance(v, int) and v >= 1):
-        raise base.LearnedOptimizerError(f"{f} must be an int >= 1, got {v!r}.")
-    if not (isinstance(self.step_mult, (int, float)) and self.step_mult > 0):
-      raise base.LearnedOptimizerError(f"step_mult must be a float > 0, got {self.step_mult!r}.")
+    base.check_hparams(self, ints=("lstm_size", "bank_size", "mlp_hidden", "mlp_layers"),
+                       positive=("step_mult",))
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k_lstm, k_bank, k_ctl = jax.random.split(key, 3)

@@ -45,12 +45,7 @@ class MLPLOpt(base.LearnedOptimizer):
   step_mult: float = 1e-3
 
   def __post_init__(self):
-    for f in ("hidden_size", "hidden_layers"):
-      v = getattr(self, f)
-      if not (isinstance(v, int) and v >= 1):
-        raise base.LearnedOptimizerError(f"{f} must be an int >= 1, got {v!r}.")
-    if not (isinstance(self.step_mult, (int, float)) and self.step_mult > 0):
-      raise base.LearnedOptimizerError(f"step_mult must be a float > 0, got {self.step_mult!r}.")
+    base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",))
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)

@@ -252,3 +252,10 @@ def test_traced_num_steps_under_vmap(arch):
   np.testing.assert_allclose(batched[1], first_update(1000), rtol=1e-5, atol=1e-8)
   with pytest.raises(LearnedOptimizerError, match="num_steps"):
     arch.as_optax(theta, num_steps=jnp.int32(0))
+
+
+@pytest.mark.parametrize("name,bad", [("mlp", {"hidden_size": 0}), ("hyper_lstm", {"bank_size": -1}),
+                                      ("adam_hparams", {"init_lr": 0.0}), ("mlp", {"step_mult": "x"})])
+def test_bad_hparam_values_are_refused(name, bad):
+  with pytest.raises(LearnedOptimizerError, match="must be"):
+    learned_opt.get(name, **bad)
