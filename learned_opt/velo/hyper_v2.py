@@ -454,7 +454,8 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
     del extra_args  # e.g. a PRNG key: HyperV2 splits one but draws nothing from it.
     base.check_params(params, "velo update")
     base.check_value(value)
-    return apply(updates, state, params, value)
+    # One dtype for the loss, so Python floats and arrays share a compilation.
+    return apply(updates, state, params, jnp.asarray(value).astype(jnp.float32))
 
   # Jitted so that eager calls compile once instead of dispatching hundreds of
   # ops; inside the caller's jit/vmap it is simply inlined.
