@@ -7,7 +7,7 @@ task family (``quadratic``, ``image_mlp``, ...), and ``heldout``: tasks outside
 the ranges of ``tasks.sample_task(distribution="default")`` (other widths,
 image sizes, a byte dataset the sampler never draws, Markov vocabularies and
 temperatures outside its ranges, a quadratic 2x larger and 10x worse
-conditioned) at a horizon 5x meta-training's.
+conditioned) at a longer horizon than meta-training unrolls.
 """
 
 from __future__ import annotations

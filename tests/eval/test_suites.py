@@ -1,0 +1,42 @@
+"""Suites load, cover every family, and the tiny and family suites build."""
+
+import pytest
+
+import tasks
+from learned_opt.eval import suites
+from learned_opt.eval.base import EvalError
+
+
+def test_a_suite_per_family_plus_tiny_and_heldout():
+  names = suites.suite_names()
+  assert {"tiny", "heldout", *tasks.families()} <= set(names)
+
+
+@pytest.mark.parametrize("name", suites.suite_names())
+def test_suite_loads(name):
+  suite = suites.load_suite(name)
+  assert suite.tasks and suite.steps >= 1
+  ids = [suites.task_id(f, s) for f, s in suite.tasks]
+  assert len(set(ids)) == len(ids)
+
+
+def test_tiny_builds():
+  for family, spec in suites.load_suite("tiny").tasks:
+    tasks.build_task(family, spec)
+
+
+def test_heldout_is_outside_the_default_ranges():
+  by_family = dict(suites.load_suite("heldout").tasks)
+  assert by_family["quadratic"].dim > 64 and by_family["quadratic"].conditioning > 1e3
+  assert max(by_family["image_mlp"].hidden_sizes) > 128
+  assert by_family["rnn_lm"].dataset == "shakespeare_bytes"
+  assert by_family["transformer_lm"].vocab_size > 64
+
+
+def test_resolve_tasks_mixes_suites_and_families():
+  # A family's name is also its suite's name, so "vae" means the vae suite.
+  got, steps = suites.resolve_tasks("tiny,vae")
+  assert steps == 40 and [f for f, _ in got] == ["quadratic", "image_mlp", "vae", "vae", "vae"]
+  assert suites.resolve_tasks("vae")[1] == 500
+  with pytest.raises(EvalError, match="valid suites"):
+    suites.resolve_tasks("tiny,nope")
