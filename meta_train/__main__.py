@@ -15,21 +15,36 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/NAM
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and exports.")
 
 
+def _unknown_key_hint(argv) -> str | None:
+  """Names the unknown ``--config.KEY`` in ``argv``, its close matches and the valid keys."""
+  from meta_train import config as config_lib  # pylint: disable=g-import-not-at-top
+  spec = None
+  for i, arg in enumerate(argv):
+    if arg == "--config" and i + 1 < len(argv):
+      spec = argv[i + 1]
+    elif arg.startswith("--config="):
+      spec = arg[len("--config="):]
+  if spec is None:
+    return None
+  try:
+    c = config_lib.load_file(spec)
+  except Exception:  # the config file itself is broken: flags' own message says so  # pylint: disable=broad-except
+    return None
+  for arg in argv:
+    if arg.startswith("--config."):
+      msg = config_lib.unknown_key_message(c, arg[len("--config."):].split("=", 1)[0])
+      if msg:
+        return msg
+  return None
+
+
 def _parse(argv):
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    msg = str(e).strip("'\"")
-    hint = ""
-    if isinstance(e, (AttributeError, KeyError)) or "not found" in msg or "has no" in msg:
-      try:
-        valid = sorted(_CONFIG.value.keys()) if _CONFIG.present else []
-      except Exception:  # the config itself failed to load  # pylint: disable=broad-except
-        valid = []
-      hint = (f" Unknown config key {msg!r}: check its spelling; valid keys are {valid}."
-              if valid else " Check the --config.KEY names against the config file.")
-    print(f"error: bad flags: {msg}.{hint}\nUsage: python -m meta_train --config "
-          "configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]", file=sys.stderr)
+    msg = _unknown_key_hint(argv) or f"bad flags: {str(e).strip()}"
+    print(f"error: {msg}\nUsage: python -m meta_train --config configs/NAME.py --workdir DIR "
+          "[--config.KEY=VALUE ...]", file=sys.stderr)
     sys.exit(2)
 
 

@@ -75,12 +75,13 @@ class PESHParams:
     truncation_length: inner steps per outer step (T).
     min_horizon, max_horizon: episode lengths are drawn log-uniformly in this
       range; each slot draws its own, so resets are staggered.
-    num_steps: the run length the learned optimizer is told (``as_optax``
-      needs a Python int, so it cannot follow each slot's drawn horizon);
-      0 means ``max_horizon``.
+    num_steps: the run length the learned optimizer is told. 0 (the default)
+      tells each episode its own drawn horizon (a traced ``num_steps``, so the
+      training-fraction features are right for every particle under vmap); an
+      int > 0 tells every episode that fixed length instead.
     mode: "pes" (unbiased) or "tes" (truncated ES: forgets the noise of
       earlier truncations; biased towards greedy, short-horizon behaviour).
-    stagger: start each slot at a random step of its first episode.
+    stagger: cut each slot's first episode short by a random amount.
     eval_split: split the per-step meta-loss batch comes from.
   """
 
@@ -103,13 +104,15 @@ class PESHParams:
       raise EstimatorError(f"max_horizon ({self.max_horizon}) must be >= min_horizon "
                            f"({self.min_horizon}); raise max_horizon or lower min_horizon.")
     if not isinstance(self.num_steps, int) or self.num_steps < 0:
-      raise EstimatorError(f"num_steps must be an int >= 0 (0: use max_horizon), got {self.num_steps!r}.")
+      raise EstimatorError(f"num_steps must be an int >= 0 (0: each episode's horizon), "
+                           f"got {self.num_steps!r}.")
     _one_of("mode", self.mode, ("pes", "tes"))
     _one_of("eval_split", self.eval_split, ("train", "eval"))
 
   @property
-  def optimizer_num_steps(self) -> int:
-    return self.num_steps or self.max_horizon
+  def optimizer_num_steps(self) -> int | None:
+    """What ``unroll`` tells the optimizer: a fixed int, or None for each episode's horizon."""
+    return self.num_steps or None
 
 
 class InnerState(NamedTuple):

@@ -17,14 +17,21 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
-def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+def manager(workdir: str, keep: int) -> ocp.CheckpointManager | None:
+  """Process 0's manager (None on other processes: they neither read nor write)."""
+  if jax.process_index() != 0:
+    return None
+  root = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  multi = jax.process_count() > 1
+  if multi:
+    # orbax cannot create the root itself when only some processes take part.
+    os.makedirs(root, exist_ok=True)
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=True, enable_async_checkpointing=False,
+      max_to_keep=keep, create=not multi, enable_async_checkpointing=False,
+      # Only process 0 takes part, so orbax's barriers never wait for the others.
       multiprocessing_options=ocp.options.MultiprocessingOptions(
-          primary_host=0, active_processes={0}) if jax.process_count() > 1 else
-      ocp.options.MultiprocessingOptions())
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                               options=options)
+          primary_host=0, active_processes={0}) if multi else ocp.options.MultiprocessingOptions())
+  return ocp.CheckpointManager(root, options=options)
 
 
 def _named(leaves: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -37,12 +44,24 @@ def save(mngr: ocp.CheckpointManager, step: int, host_state: Any) -> None:
   mngr.wait_until_finished()
 
 
-def restore_latest(mngr: ocp.CheckpointManager, like: Any) -> tuple[int, Any] | None:
-  """``(step, host_state)`` from the newest checkpoint, shaped like ``like``; None if none."""
-  step = mngr.latest_step()
-  if step is None:
-    return None
-  leaves, treedef = jax.tree.flatten(like)
-  target = {k: np.zeros(np.shape(x), np.asarray(x).dtype) for k, x in _named(leaves).items()}
-  got = mngr.restore(step, args=ocp.args.StandardRestore(target))
-  return step, treedef.unflatten([np.asarray(got[k]) for k in sorted(got)])
+def restore_latest(mngr: ocp.CheckpointManager | None, like: Any) -> tuple[int, Any] | None:
+  """``(step, host_state)`` from the newest checkpoint, shaped like ``like``; None if none.
+
+  Process 0 reads the checkpoint and broadcasts it, so every process resumes
+  from the same state (call it on all processes together).
+  """
+  step = mngr.latest_step() if mngr is not None else None
+  host = None
+  if step is not None:
+    leaves, treedef = jax.tree.flatten(like)
+    target = {k: np.zeros(np.shape(x), np.asarray(x).dtype) for k, x in _named(leaves).items()}
+    got = mngr.restore(step, args=ocp.args.StandardRestore(target))
+    host = treedef.unflatten([np.asarray(got[k]) for k in sorted(got)])
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    step = int(multihost_utils.broadcast_one_to_all(np.int32(-1 if step is None else step)))
+    if step < 0:
+      return None
+    host = multihost_utils.broadcast_one_to_all(like if host is None else host)
+    host = jax.tree.map(np.asarray, host)
+  return None if step is None else (step, host)

@@ -9,6 +9,10 @@ resumed in the same workdir; any other difference is refused.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
+import os
+
 import jax
 import ml_collections
 
@@ -106,8 +110,13 @@ def estimator_hparams(c: ml_collections.ConfigDict) -> ESHParams | PESHParams:
     raise _fail(f"bad estimator setting: {e} Fix it with --config.<field>=... .") from e
 
 
-def validate(c: ml_collections.ConfigDict):
-  """Checks a config before anything compiles; returns ``(arch, hp)``."""
+def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
+  """Checks a config before anything compiles; returns ``(arch, hp)``.
+
+  ``devices=False`` skips the one check that needs the device count (it would
+  start JAX's backend, which must wait for ``jax.distributed.initialize``);
+  run ``check_devices`` after it.
+  """
   for name in ("outer_steps", "num_groups", "num_slots", "pool_size", "log_every",
                "checkpoint_every", "keep_checkpoints", "accumulate", "eval_num_tasks",
                "eval_num_steps", "final_table_tasks", "final_table_steps"):
@@ -129,14 +138,51 @@ def validate(c: ml_collections.ConfigDict):
   elif c.task_distribution not in tasks.distributions():
     raise _fail(f"config.task_distribution {c.task_distribution!r} is unknown; valid: "
                 f"{tasks.distributions()}.")
+  if devices:
+    check_devices(c)
+  return arch, hp
+
+
+def check_devices(c: ml_collections.ConfigDict) -> None:
+  """``num_slots`` must split evenly over all devices of all processes."""
   n_dev = jax.device_count()
   if c.num_slots % n_dev:
     raise _fail(f"config.num_slots ({c.num_slots}) must be divisible by the number of devices "
                 f"({n_dev}); pass --config.num_slots={n_dev * max(1, c.num_slots // n_dev)}.")
-  return arch, hp
 
 
 def incompatible_fields(saved: dict, current: dict) -> list[str]:
   """Fields that differ between a workdir's config and this run's, except resumable ones."""
   keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
   return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+def load_file(spec: str) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of ``path/NAME.py[:arg]``, as ``--config`` loads it."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  mod = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(mod)
+  return mod.get_config(arg or None)
+
+
+def flat_keys(c: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """Every settable key of ``c``, nested ones dotted (``distributed.process_id``)."""
+  keys = []
+  for k, v in c.items():
+    keys.append(prefix + k)
+    if isinstance(v, ml_collections.ConfigDict):
+      keys.extend(flat_keys(v, prefix + k + "."))
+  return sorted(keys)
+
+
+def unknown_key_message(c: ml_collections.ConfigDict, key: str) -> str | None:
+  """The fix for ``--config.KEY=...`` when ``key`` is not in ``c``; None if it is."""
+  valid = flat_keys(c)
+  if key in valid:
+    return None
+  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+  hint = (f"Did you mean {' or '.join('--config.' + k for k in close)}? " if close else "")
+  return (f"unknown config key {key!r} (from --config.{key}=...). {hint}"
+          f"Fix the flag's spelling; valid keys are: {', '.join(valid)}.")

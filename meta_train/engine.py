@@ -94,11 +94,18 @@ def put_local_slots(tree: Any, mesh: Mesh) -> Any:
 
 
 def to_host(tree: Any) -> Any:
-  """A full numpy copy of a (possibly multi-host sharded) pytree, on every process."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
-  return jax.tree.map(np.asarray, tree)
+  """A full numpy copy of a (possibly multi-host sharded) pytree, on every process.
+
+  With several processes this is a collective (all must call it) unless every
+  leaf is replicated, as theta is: then each process copies its own replica.
+  """
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  if all(getattr(x, "is_fully_replicated", True) for x in jax.tree.leaves(tree)):
+    return jax.tree.map(lambda x: np.asarray(
+        x.addressable_data(0) if isinstance(x, jax.Array) else x), tree)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
 # ----------------------------------------------------------------------------
@@ -166,7 +173,7 @@ def outer_step(arch, hp: ESHParams | PESHParams, tx: optax.GradientTransformatio
   with jax.numpy_dtype_promotion("standard"):
     updates, opt_state = tx.update(est.grad, opt_state, theta)
   theta = optax.apply_updates(theta, updates)
-  metrics = {"meta_loss": est.meta_loss, "grad_norm": optax.global_norm(est.grad)}
+  metrics = {"meta_loss": est.meta_loss, "grad_norm": optax.tree.norm(est.grad)}
   return theta, opt_state, group_state, metrics
 
 

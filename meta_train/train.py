@@ -184,8 +184,11 @@ def place(host_state: engine.OuterState, mesh) -> engine.OuterState:
 
 def run(c, workdir: str) -> dict[str, Any]:
   """Meta-trains per config ``c`` in ``workdir``; resumes if it holds a checkpoint."""
-  arch, hp = config_lib.validate(c)  # before anything compiles
+  # Validate before anything compiles; the device check waits for the
+  # distributed runtime, which must start before JAX's backend does.
+  arch, hp = config_lib.validate(c, devices=False)
   maybe_initialize_distributed(c)
+  config_lib.check_devices(c)
   check_workdir(workdir, c)
   is_main = jax.process_index() == 0
   say = print if is_main else (lambda *a, **k: None)
@@ -215,10 +218,14 @@ def run(c, workdir: str) -> dict[str, Any]:
   inner_per_step = c.num_slots * 2 * hp.num_pairs * (
       hp.horizon if c.estimator == "es" else hp.truncation_length)
 
+  last_saved = [step0 if restored is not None else -1]
+
   def save(step):
+    # Every process joins the gather (a collective); only process 0 writes.
     host = engine.to_host(state._replace(step=np.asarray(step, np.int32)))
     if is_main:
       checkpoint.save(mngr, step, host)
+    last_saved[0] = step
 
   # ---- the loop ----
   from tqdm import tqdm
@@ -242,12 +249,13 @@ def run(c, workdir: str) -> dict[str, Any]:
       metrics["inner_steps_per_s"] = inner_per_step / dt
       metrics["s_per_outer_step"] = dt
       state = engine.OuterState(np.asarray(step + 1, np.int32), theta, opt_state, tuple(gstates))
-      if c.eval_every and (step + 1) % c.eval_every == 0:
-        rows = evaluation.compare(arch, theta, eval_tasks, num_steps=c.eval_num_steps,
+      if c.eval_every and (step + 1) % c.eval_every == 0 and is_main:
+        # On process 0 only, from its replica of theta: only it logs and exports.
+        rows = evaluation.compare(arch, engine.to_host(theta), eval_tasks, num_steps=c.eval_num_steps,
                                   adam_lr=c.eval_adam_lr, key=eval_key)
         metrics["eval_learned"] = float(np.mean([r["learned"] for r in rows]))
         metrics["eval_adam"] = float(np.mean([r["adam"] for r in rows]))
-        if metrics["eval_learned"] < best[0] and is_main:
+        if metrics["eval_learned"] < best[0]:
           best = (metrics["eval_learned"], step + 1)
           learned_opt.save(os.path.join(workdir, "export", "best"), arch, engine.to_host(theta))
       if (step + 1) % c.log_every == 0 or "eval_learned" in metrics:
@@ -269,7 +277,7 @@ def run(c, workdir: str) -> dict[str, Any]:
     say(f"SIGTERM: saved a checkpoint at outer step {done} in {workdir}; exiting cleanly. "
         "Run the same command again to resume.")
     return {"stopped": True, "step": done}
-  if mngr.latest_step() != done:
+  if last_saved[0] != done:
     save(done)
   logger.close()
   host_theta = engine.to_host(theta)
@@ -285,7 +293,8 @@ def run(c, workdir: str) -> dict[str, Any]:
     say(evaluation.format_table(result["table"], c.final_table_steps))
     with open(os.path.join(workdir, "final_table.json"), "w") as f:
       json.dump(result["table"], f, indent=1)
-  mngr.close()
+  if mngr is not None:
+    mngr.close()
   return result
 
 

@@ -58,8 +58,11 @@ def gather_task(pool: Task, index: jax.Array) -> Task:
   return jax.tree.map(lambda x: x[index], pool)
 
 
-def _init_particles(arch, num_steps: int, thetas: Theta, task: Task, key: jax.Array):
-  """Fresh params (shared by all particles of a slot) and each particle's opt state."""
+def _init_particles(arch, num_steps, thetas: Theta, task: Task, key: jax.Array):
+  """Fresh params (shared by all particles of a slot) and each particle's opt state.
+
+  ``num_steps`` is a Python int or a traced int32 scalar (the episode's horizon).
+  """
   params = task.init(key)
 
   def one(theta_i):
@@ -71,7 +74,7 @@ def _init_particles(arch, num_steps: int, thetas: Theta, task: Task, key: jax.Ar
   return params, opt_state
 
 
-def init_slot(arch, num_steps: int, theta: Theta, pool: Task, key: jax.Array, *,
+def init_slot(arch, num_steps: int | None, theta: Theta, pool: Task, key: jax.Array, *,
               num_pairs: int, horizon_range: tuple[int, int], stagger: bool) -> InnerState:
   """A slot at the start of its first episode (pool leaves ``[M, ...]``)."""
   k_ep, k_stagger = jax.random.split(key)
@@ -81,18 +84,25 @@ def init_slot(arch, num_steps: int, theta: Theta, pool: Task, key: jax.Array, *,
 
 
 def new_episode(arch, num_steps, thetas, pool, key, horizon_range, first_offset_key=None):
-  """A slot's state at the start of an episode drawn from ``key`` (thetas ``[P, 2, ...]``)."""
+  """A slot's state at the start of an episode drawn from ``key`` (thetas ``[P, 2, ...]``).
+
+  ``num_steps=None`` tells the learned optimizer the episode's own (traced)
+  horizon, so its training-fraction features are right for every episode; an
+  int tells it that fixed run length instead.
+  """
   k_h, k_task, k_init = jax.random.split(key, 3)
   horizon = sample_horizon(k_h, *horizon_range)
+  if first_offset_key is not None:
+    # Stagger: cut the first episode short by a random amount so the slots of a
+    # meta-batch do not reset in lockstep (which would make consecutive
+    # meta-gradients correlated). It is a whole (shorter) episode, so the
+    # optimizer sees its training fraction run from 0 to 1 as in any other.
+    horizon = horizon - jax.random.randint(first_offset_key, (), 0, horizon, jnp.int32)
   num_tasks = jax.tree.leaves(pool)[0].shape[0] if jax.tree.leaves(pool) else 1
   task_index = jax.random.randint(k_task, (), 0, num_tasks, jnp.int32)
-  params, opt_state = _init_particles(arch, num_steps, thetas, gather_task(pool, task_index),
-                                      k_init)
+  params, opt_state = _init_particles(arch, horizon if num_steps is None else num_steps,
+                                      thetas, gather_task(pool, task_index), k_init)
   step = jnp.zeros((), jnp.int32)
-  if first_offset_key is not None:
-    # Start part-way into the first episode so the slots of a meta-batch do not
-    # reset in lockstep (which would make consecutive meta-gradients correlated).
-    step = jax.random.randint(first_offset_key, (), 0, horizon, jnp.int32)
   return InnerState(params, opt_state, step, horizon, task_index, unwrap(key))
 
 
@@ -112,13 +122,14 @@ def _select(pred, new, old):
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def slot_unroll(arch, num_steps: int, thetas: Theta, pool: Task, slot: InnerState, *,
+def slot_unroll(arch, num_steps: int | None, thetas: Theta, pool: Task, slot: InnerState, *,
                 length: int, horizon_range: tuple[int, int], split: str, resets: bool = True):
   """Runs ``length`` inner steps of one slot's ``[P, 2]`` particles.
 
   Args:
     arch: the learned-optimizer architecture (static).
-    num_steps: the run length the optimizer is told (static).
+    num_steps: the run length the optimizer is told (static int), or None for
+      each episode's own horizon (traced, so it differs per slot under vmap).
     thetas: perturbed meta-parameters, leaves ``[P, 2, ...]``.
     pool: the slot's candidate tasks, leaves ``[M, ...]``.
     slot: the slot's inner state (params/opt_state ``[P, 2, ...]``, rest scalars).
@@ -141,7 +152,8 @@ def slot_unroll(arch, num_steps: int, thetas: Theta, pool: Task, slot: InnerStat
     k_batch, k_meta_batch, k_loss, k_meta = jax.random.split(jax.random.fold_in(ekey, slot.step), 4)
     batch = task.sample_batch(k_batch, "train")
     meta_batch = task.sample_batch(k_meta_batch, split)
-    step_fn = lambda th, p, s: _particle_step(arch, num_steps, task, th, p, s,
+    told = slot.horizon if num_steps is None else num_steps
+    step_fn = lambda th, p, s: _particle_step(arch, told, task, th, p, s,
                                               (k_loss, k_meta), batch, meta_batch)
     params, opt_state, meta = jax.vmap(jax.vmap(step_fn))(thetas, slot.params, slot.opt_state)
     new = slot._replace(params=params, opt_state=opt_state, step=slot.step + 1)

@@ -6,10 +6,17 @@ a VeLO-size `velo` learned optimizer and the default `hyper_lstm`, plus the
 quadratic family. Reference: learned_optimization's truncated PES took 0.91 s
 per outer step with a VeLO-size optimizer here (0.47 s on a quadratic).
 
-  python scripts/bench_meta_train.py [--steps 5] [--archs velo,hyper_lstm]
+  python scripts/bench_meta_train.py [--steps 5] [--archs velo,hyper_lstm] [--devices 4]
+
+``--devices N`` fakes N CPU devices (``jax_num_cpu_devices``) and shards the 8
+task slots over them; on a 2-core machine that measures the sharding overhead,
+not a speed-up. Results are recorded in docs/benchmarks.md.
 """
 
 import argparse
+import os
+import platform
+import subprocess
 import time
 
 import jax
@@ -49,11 +56,26 @@ def bench(arch_name: str, family: str, spec, *, steps: int, num_slots: int = 8) 
           "first_step_s": times[0], "s_per_outer_step": dt, "inner_steps_per_s": inner / dt}
 
 
+def machine() -> str:
+  try:
+    model = [l.split(":", 1)[1].strip() for l in subprocess.run(
+        ["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines()
+             if l.startswith("Model name")][0]
+  except (OSError, IndexError):
+    model = platform.processor()
+  return f"{model}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--archs", default="velo,hyper_lstm")
+  p.add_argument("--tasks", default="image_mlp,quadratic")
+  p.add_argument("--devices", type=int, default=0, help="fake this many CPU devices")
   args = p.parse_args()
+  if args.devices:
+    jax.config.update("jax_num_cpu_devices", args.devices)
+  print(f"machine: {machine()}")
   image = tasks.get_family("image_mlp").example_spec()
   quad = tasks.QuadraticSpec(dim=8, conditioning=10.0, noise=0.01)
   print(f"devices: {jax.devices()}")
@@ -61,9 +83,12 @@ def main():
         f"{'inner steps/s':>14}")
   for name in [a for a in args.archs.split(",") if a in learned_opt.architectures()]:
     for fam, spec in (("image_mlp", image), ("quadratic", quad)):
+      if fam not in args.tasks.split(","):
+        continue
       r = bench(name, fam, spec, steps=args.steps)
       print(f"{r['arch']:<12} {r['task']:<10} {r['theta_params']:>9} {r['first_step_s']:>16.1f} "
             f"{r['s_per_outer_step']:>13.3f} {r['inner_steps_per_s']:>14.0f}", flush=True)
+  print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ import os
 import pytest
 
 from meta_train import config as config_lib
-from tests.meta_train.test_jobs import ROOT, _run
+from tests.meta_train import helpers
 
 CONFIGS = ["tiny", "demo", "small_cpu", "velo_like"]
 
 
 def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  path = os.path.join(helpers.ROOT, "configs", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(name, path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   return mod
@@ -27,6 +28,6 @@ def test_config_validates_and_documents_itself(name):
 
 
 def test_velo_like_tiny_runs_on_one_device(tmp_path):
-  r = _run(tmp_path, "--config.outer_steps=2", config="velo_like.py:tiny")
+  r = helpers.run_cli(tmp_path, config="velo_like.py:tiny")
   assert r.returncode == 0, r.stderr[-3000:]
   assert (tmp_path / "export" / "final").exists()

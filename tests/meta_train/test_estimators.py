@@ -7,6 +7,9 @@ dominated by the log-learning-rate direction, so the projection ratio of ``N``
 pairs has standard deviation about sqrt(2/N).
 """
 
+import dataclasses
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,7 +70,7 @@ def _pes_total(arch, hp, theta, pool, key, num_truncations):
 
 def _pes_exact(arch, hp, theta, pool, num_truncations):
   """The objective PES estimates: sum over truncations of mean meta-loss, with resets."""
-  hp1 = PESHParams(**{**hp.__dict__, "num_pairs": 1})
+  hp1 = dataclasses.replace(hp, num_pairs=1)
   state = pes.init(jax.random.key(4), arch, hp1, theta, pool)
   thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, 2) + x.shape), theta)
   slot = jax.tree.map(lambda x: x[0], state.inner)
@@ -108,3 +111,33 @@ def test_nonfinite_inner_loss_gives_finite_gradient(setup):
   est = jax.jit(lambda th: es.estimate(arch, hp, th, pool, jax.random.key(0)))(theta)
   assert np.isfinite(float(est.meta_loss))
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(est.grad))
+
+
+def test_each_episode_tells_the_optimizer_its_own_horizon(setup):
+  """Under vmap each slot passes its drawn horizon as a traced ``num_steps``."""
+  arch, theta, _ = setup
+  pool = helpers.quadratic_pool(jax.random.key(5), num_slots=2, pool_size=1)
+  hp = PESHParams(sigma=0.01, truncation_length=3, min_horizon=5, max_horizon=60,
+                  stagger=False)
+  state = pes.init(jax.random.key(6), arch, hp, theta, pool)
+  horizons = [int(h) for h in state.inner.horizon]
+  assert horizons[0] != horizons[1], "pick keys that draw different horizons"
+  thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, 1, 2) + x.shape), theta)
+
+  def run(num_steps, b, length):
+    slot = jax.tree.map(lambda x: x[b], state.inner)
+    out, _, _, _ = unroll.slot_unroll(arch, num_steps, jax.tree.map(lambda x: x[b], thetas),
+                                      jax.tree.map(lambda x: x[b], pool), slot, length=length,
+                                      horizon_range=(5, 60), split="train")
+    return out.params
+
+  length = min(horizons) - 1  # stay inside the first episode
+  hp_len = dataclasses.replace(hp, truncation_length=length)
+  both = jax.jit(lambda th: pes.evaluate(arch, hp_len, es.Population(None, th), pool,
+                                         state))(thetas)[0]
+  for b in range(2):
+    told_own = run(horizons[b], b, length)  # a Python int: the reference
+    got = jax.tree.map(lambda x: x[b], both.params)
+    chex.assert_trees_all_close(got, told_own, rtol=1e-6, atol=1e-7)
+    told_max = run(hp.max_horizon, b, length)
+    assert not np.allclose(helpers.flat(got), helpers.flat(told_max), rtol=0, atol=1e-7)

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import chex
@@ -12,28 +11,18 @@ import numpy as np
 import pytest
 
 import learned_opt
+from meta_train import config as config_lib
+from tests.meta_train import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Long enough to be killed mid-run; each step takes ~1 ms after compilation.
 LONG = ["--config.outer_steps=300", "--config.checkpoint_every=40", "--config.eval_every=150"]
-
-
-def _cli(workdir, *extra, config="tiny.py"):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  env.pop("XLA_FLAGS", None)
-  return [sys.executable, "-m", "meta_train", "--config", os.path.join(ROOT, "configs", config),
-          "--workdir", str(workdir), *extra], env
-
-
-def _run(workdir, *extra, timeout=180, config="tiny.py"):
-  cmd, env = _cli(workdir, *extra, config=config)
-  return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+_run = helpers.run_cli
 
 
 def _start_and_signal(workdir, sig, when_checkpoints, *extra):
   """Starts the CLI, sends ``sig`` once ``when_checkpoints`` checkpoints exist."""
-  cmd, env = _cli(workdir, *extra)
-  proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+  proc = subprocess.Popen(helpers.cli(workdir, *extra), env=helpers.subprocess_env(),
+                          cwd=helpers.ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   ckpt = os.path.join(workdir, "checkpoints")
   deadline = time.time() + 150
@@ -94,25 +83,23 @@ def test_incompatible_workdir_is_refused(uninterrupted):
   assert open(full_dir / "config.json").read() == before
 
 
-@pytest.mark.parametrize("flag,needle", [
-    ("--config.sigmaa=0.1", "sigmaa"),
-    ("--config.estimator=adam", "config.estimator must be one of"),
-    ("--config.num_slots=3", "divisible"),
-    ("--config.arch=nope", "valid names"),
+def test_unknown_config_key_names_close_matches_and_the_fix(tmp_path):
+  r = _run(tmp_path, "--config.sigmaa=0.1")
+  assert r.returncode == 2, r.stderr[-2000:]
+  assert "unknown config key 'sigmaa'" in r.stderr and "Did you mean --config.sigma?" in r.stderr
+  assert "valid keys are: accumulate," in r.stderr and not (tmp_path / "config.json").exists()
+  msg = config_lib.unknown_key_message(helpers.load_config("tiny"), "distributed.proces_id")
+  assert "--config.distributed.process_id" in msg
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("estimator", "adam", "config.estimator must be one of"),
+    ("num_slots", 3, "divisible"),
+    ("arch", "nope", "valid names"),
 ])
-def test_bad_config_fails_fast_naming_the_fix(tmp_path, flag, needle):
-  from meta_train import config as config_lib
-  if flag.startswith("--config.sigmaa"):
-    r = _run(tmp_path, flag)
-    assert r.returncode == 2 and needle in r.stderr
-    return
-  # The same validation the CLI runs, in-process (cheap): it runs before any compile.
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("tiny", os.path.join(ROOT, "configs", "tiny.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config()
-  key, value = flag[len("--config."):].split("=")
-  c[key] = type(c[key])(value)
+def test_bad_config_fails_fast_naming_the_fix(key, value, needle):
+  # The validation the CLI runs before anything compiles, in-process (cheap).
+  c = helpers.load_config("tiny")
+  c[key] = value
   with pytest.raises(config_lib.ConfigError, match=needle):
     config_lib.validate(c)
