@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import learned_opt
 import tasks
 from learned_opt.eval import baselines as baselines_lib
 from learned_opt.eval import optimizers as optimizers_lib
