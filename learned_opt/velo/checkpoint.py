@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any
 
 import msgpack
@@ -115,6 +116,12 @@ def _unwrap_checkpoint(tree: dict[str, Any], path: str) -> dict[str, Any]:
   if "params" in tree:
     return tree["params"]
   if "0" in tree and set(tree) <= {"0", "1", "2"}:  # the older (theta, gen_id, step) tuple
+    warnings.warn(
+        f"{path}: older (theta, gen_id, step) checkpoint layout, as in learned_optimization's "
+        "pretrained_lopts/no_config/ files. learned_optimization runs those with "
+        "HyperV2(use_bugged_next_lstm_state=True), which never advances the LSTM state; "
+        "learned_opt's velo computes the released VeLO function (state advanced), so its "
+        "updates for this file differ from learned_optimization's.", UserWarning, stacklevel=3)
     return tree["0"]
   if "rnn_params" in tree or "ff_mod_stack" in tree:
     return tree

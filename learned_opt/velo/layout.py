@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 MAX_BLOCK = 256  # lanes per block; a power of two keeps loads aligned.
-BLOCK_MULTIPLE = 4  # the MLP loop's number of chunks
+BLOCK_MULTIPLE = 16  # a multiple of the number of chunks of hyper_v2's loops
 NUM_RANK_FEATURES = 5
 
 
@@ -64,6 +64,8 @@ class Layout:
   sizes: np.ndarray  # (T,) float32 number of elements
   rank_one_hot: np.ndarray  # (T, 5) float32
   factored: tuple[tuple[int, int, int], ...]  # (leaf, d1, d0) of each factored leaf, in order
+  # Runs of equal-shape factored leaves: (shape, d1, d0, first block, number of leaves).
+  fac_groups: tuple[tuple[tuple[int, ...], int, int, int, int], ...]
   # Per element, the index into the "row" and "column" tables: the unfactored
   # moments of the diagonal blocks (raveled) followed by the factored v_row
   # (resp. v_col) entries. An unfactored element indexes its own moment.
@@ -100,8 +102,8 @@ class Layout:
   def flatten(self, leaves: Sequence[jax.Array]) -> jax.Array:
     """Leaves -> (num_blocks, block) float32, zero on padding.
 
-    One concatenate of the raveled leaves and zero pads (per-leaf pad ops
-    would each compile to a separate kernel).
+    One concatenate of the raveled leaves and zero pads (per-leaf pad ops, or
+    in-place updates of a buffer, each compile to a kernel of their own).
     """
     order = np.argsort(self.first_block, kind="stable")
     pieces = []
@@ -152,7 +154,10 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
   largest = max(sizes) if sizes else 1
   block = int(min(MAX_BLOCK, max(8, 1 << (max(largest, 1) - 1).bit_length())))
   diag = [t for t, s in enumerate(shapes) if factored_dims(s) is None]
-  fac = [t for t, s in enumerate(shapes) if factored_dims(s) is not None]
+  # Factored tensors of equal shape are placed next to each other, so their
+  # row/column statistics are one reduction over a slice of the flat array.
+  fac = sorted((t for t, s in enumerate(shapes) if factored_dims(s) is not None),
+               key=lambda t: (shapes[t], t))
 
   first_block = np.zeros(len(shapes), np.int64)
   block_tensor, block_valid = [], []
@@ -198,6 +203,13 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
   row_idx.append(np.full(extra * block, nd, np.int64))  # the empty trailing blocks
   col_idx.append(np.full(extra * block, nd, np.int64))
 
+  fac_groups = []
+  for t, d1, d0 in factored:
+    if fac_groups and fac_groups[-1][0] == shapes[t]:
+      fac_groups[-1][4] += 1
+    else:
+      fac_groups.append([shapes[t], d1, d0, int(first_block[t]), 1])
+
   def cat(xs: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(xs).astype(dtype) if xs else np.zeros((0,), dtype)
 
@@ -211,7 +223,7 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
       block_valid=np.asarray(block_valid, np.int32),
       num_diag_blocks=num_diag_blocks,
       sizes=np.asarray(sizes, np.float32), rank_one_hot=rank_one_hot,
-      factored=tuple(factored),
+      factored=tuple(factored), fac_groups=tuple(tuple(x) for x in fac_groups),
       row_idx=cat(row_idx, np.int32).reshape(-1, block),
       col_idx=cat(col_idx, np.int32).reshape(-1, block),
       row_table_tensor=cat(row_t, np.int32), row_table_mult=cat(row_m, np.float32),

@@ -165,7 +165,8 @@ def test_old_layouts_load(tmp_path):
 
   tuple_keys = tmp_path / "tuple_keys"  # the (theta, "", 0) tuple of no_config checkpoints
   tuple_keys.write_bytes(pack({"0": hk, "1": "", "2": 0}))
-  _same_theta(velo.load_checkpoint(tuple_keys)[1], theta)
+  with pytest.warns(UserWarning, match="use_bugged_next_lstm_state"):
+    _same_theta(velo.load_checkpoint(tuple_keys)[1], theta)
 
   old = dict(hk)
   old["lstm_init_state"] = {"name": "LSTMState", "fields": {"0": "hidden", "1": "cell"},
@@ -173,7 +174,8 @@ def test_old_layouts_load(tmp_path):
                                        "1": hk["lstm_init_state"]["cell"]}}
   namedtuple = tmp_path / "namedtuple"
   namedtuple.write_bytes(pack({"0": old, "1": "", "2": 0}))
-  _same_theta(velo.load_checkpoint(namedtuple)[1], theta)
+  with pytest.warns(UserWarning, match="older"):
+    _same_theta(velo.load_checkpoint(namedtuple)[1], theta)
 
 
 def test_theta_mapping_concatenates_blocks_in_numeric_order(tmp_path):
