@@ -110,7 +110,7 @@ def _clip_log_abs(v: jax.Array, scale: float) -> jax.Array:
   return jnp.clip(jnp.log(1e-8 + jnp.abs(v * scale)), -5, 5) * 0.5
 
 
-def lstm_inputs(layout: Layout, p, mom, rms, mask, sum_p2, fraction_trained, loss_feats):
+def lstm_inputs(layout: Layout, mom, rms, mask, sum_p2, fraction_trained, loss_feats):
   """(T, 30) LSTM inputs, in sorted feature-name order as the reference concatenates.
 
   Quirk: these use the accumulators from *before* this step's update (the MLP
@@ -246,7 +246,6 @@ def make_tables(v_diag, v_row, v_col, row_factor, col_factor) -> Tables:
 # m*rsqrt(rms) (3), rsqrt(rms), fac_g (3), g*rsqrt(rms), row (3), col (3),
 # rsqrt(row) (3), rsqrt(col) (3), fac_mom_mult (3).
 _ELEMENT_COLUMNS = tuple(range(15)) + (27, 28, 29)
-_TABLE_COLUMNS = tuple(range(15, 27))
 
 
 def mlp_inputs(g, p, mom, rms, tables: Tables, row_idx, col_idx) -> list[jax.Array]:
@@ -384,7 +383,7 @@ def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, valu
                                           state.iteration, value)
   loss_feats = loss_features(means, running_min, state.loss_decays, state.iteration + 1)
   fraction = state.iteration.astype(jnp.float32) / jnp.float32(num_steps)
-  x = lstm_inputs(layout, p, state.mom, state.rms, mask, sum_p2, fraction, loss_feats)
+  x = lstm_inputs(layout, state.mom, state.rms, mask, sum_p2, fraction, loss_feats)
   controls, lr_mult, hidden, cell = run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
 
   # Accumulators (per element, and the small factored tables).
