@@ -20,7 +20,7 @@ from meta_train import config as config_lib
 def get_config(arg=None):
   c = config_lib.default()
   c.seed = 0
-  c.outer_steps = 400
+  c.outer_steps = 500
   c.arch = "mlp"
   c.arch_hparams = config_lib.ml_collections.ConfigDict({"hidden_size": 16, "hidden_layers": 1})
   c.estimator = "pes"
@@ -30,7 +30,7 @@ def get_config(arg=None):
   c.min_horizon = 50
   c.max_horizon = 200
   c.task_family = "image_mlp"
-  c.num_groups = 2
+  c.num_groups = 4
   c.num_slots = 8
   c.pool_size = 4
   c.learning_rate = 3e-3

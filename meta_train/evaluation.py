@@ -70,14 +70,16 @@ def compare(arch, theta, task_list, *, num_steps: int, adam_lr: float,
             sweep: tuple[float, ...] = (), key: jax.Array) -> list[dict]:
   """Per task: learned, Adam at ``adam_lr``, and (if ``sweep``) Adam at the best swept LR."""
   rows = []
+  # One vmapped Adam program per task covers the default LR and the sweep.
+  lrs = jnp.asarray((adam_lr,) + tuple(sweep), jnp.float32)
   for i, (name, task) in enumerate(task_list):
     k = jax.random.fold_in(key, i)
+    scores = adam_scores(lrs, task, num_steps, k)
     row = {"task": name, "learned": float(learned_score(arch, theta, task, num_steps, k)),
-           "adam": float(adam_scores(jnp.asarray([adam_lr], jnp.float32), task, num_steps, k)[0])}
+           "adam": float(scores[0])}
     if sweep:
-      scores = adam_scores(jnp.asarray(sweep, jnp.float32), task, num_steps, k)
-      best = int(jnp.argmin(scores))
-      row.update(adam_best=float(scores[best]), adam_best_lr=float(sweep[best]))
+      best = int(jnp.argmin(scores[1:]))
+      row.update(adam_best=float(scores[1 + best]), adam_best_lr=float(sweep[best]))
     rows.append(row)
   return rows
 

@@ -231,7 +231,10 @@ def run(c, workdir: str) -> dict[str, Any]:
   from tqdm import tqdm
   bar = tqdm(total=c.outer_steps, initial=step0, disable=not (c.progress and is_main),
              desc="meta-train", dynamic_ncols=True)
-  best = (math.inf, -1)
+  # (held-out score, step) of export/best; a resumed run recovers it from its metrics.
+  best = min(((r["eval_learned"], r["step"]) for r in read_metrics(
+      os.path.join(workdir, "metrics.jsonl")) if "eval_learned" in r and r["step"] <= step0),
+             default=(math.inf, -1))
   theta, opt_state, gstates = state.theta, state.opt_state, list(state.groups)
   last = {}
   step = step0
@@ -289,8 +292,15 @@ def run(c, workdir: str) -> dict[str, Any]:
         f"{' (best held-out: export/best, step ' + str(best[1]) + ')' if best[1] > 0 else ''}; "
         f"plot {result['plot']}.")
   if c.final_table and is_main:
-    result["table"] = final_table(c, arch, host_theta)
-    say(evaluation.format_table(result["table"], c.final_table_steps))
+    # The table scores the optimizer a user would take: export/best when a
+    # held-out evaluation picked one (on tasks disjoint from the table's), else final.
+    table_theta, which = host_theta, "export/final"
+    if best[1] > 0:
+      _, table_theta = learned_opt.load_meta(os.path.join(workdir, "export", "best"))
+      which = f"export/best (step {best[1]})"
+    result["table"] = final_table(c, arch, table_theta)
+    say(f"meta-trained = {which}\n" + evaluation.format_table(result["table"],
+                                                               c.final_table_steps))
     with open(os.path.join(workdir, "final_table.json"), "w") as f:
       json.dump(result["table"], f, indent=1)
   if mngr is not None:

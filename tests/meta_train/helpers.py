@@ -59,3 +59,10 @@ def multihost_config(port=0, process_id=-1, num_processes=0):
     c.distributed.num_processes = num_processes or 2
     c.distributed.process_id = process_id
   return c
+
+
+def load_arch(name, arg=None):
+  """The learned-optimizer architecture that ``configs/NAME.py`` trains."""
+  import learned_opt  # pylint: disable=g-import-not-at-top
+  c = load_config(name, arg)
+  return learned_opt.get(c.arch, **c.arch_hparams.to_dict())
