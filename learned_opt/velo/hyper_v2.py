@@ -110,27 +110,33 @@ def _clip_log_abs(v: jax.Array, scale: float) -> jax.Array:
   return jnp.clip(jnp.log(1e-8 + jnp.abs(v * scale)), -5, 5) * 0.5
 
 
-def lstm_inputs(layout: Layout, mom, rms, mask, sum_p2, fraction_trained, loss_feats):
+def tensor_deviations(mom, rms, centre, mask) -> jax.Array:
+  """(blocks, 6): per-block sums of (m_d - centre_d)**2 and (rms - centre_d)**2.
+
+  ``centre`` (blocks, 3) is each block's tensor mean of the momenta. Two passes
+  (means first, then squared deviations) as the reference: one-pass
+  E[x^2] - E[x]^2 cancels catastrophically when the mean dominates.
+  Quirk: var_rms is centred on the *momentum* means, so it has 3 columns.
+  """
+  dev = lambda x, d: jnp.sum(jnp.where(mask, jnp.square(x - centre[:, d, None]), 0.0), axis=-1)
+  return jnp.stack([dev(m, d) for d, m in enumerate(mom)] + [dev(rms, d) for d in range(3)],
+                   axis=-1)
+
+
+def lstm_inputs(layout: Layout, sum_p2, mean_m, mean_rms, deviations, fraction_trained,
+                loss_feats):
   """(T, 30) LSTM inputs, in sorted feature-name order as the reference concatenates.
 
   Quirk: these use the accumulators from *before* this step's update (the MLP
   sees the updated ones). All features are of ``x * rsqrt(mean(p**2))``; the
   scale is applied to the per-tensor sums instead of to every element.
+  ``deviations`` is ``tensor_deviations`` summed per tensor, (T, 6).
   """
   n = jnp.asarray(layout.sizes)
   norm_mult = jax.lax.rsqrt(jnp.maximum(1e-9, sum_p2 / n))
-  mean_m = [layout.per_tensor_sum(m) / n for m in mom]
-  mean_rms = layout.per_tensor_sum(rms) / n
-  # Two passes (mean, then squared deviations) as the reference: one-pass
-  # E[x^2] - E[x]^2 would cancel catastrophically when the mean dominates.
-  centre = [layout.to_blocks(mu) for mu in mean_m]
-  sq_m = [layout.per_tensor_sum(jnp.where(mask, jnp.square(m - c), 0.0))
-          for m, c in zip(mom, centre)]
-  # Quirk: var_rms is centred on the *momentum* means, so it has 3 columns.
-  sq_rms = [layout.per_tensor_sum(jnp.where(mask, jnp.square(rms - c), 0.0)) for c in centre]
-  scale = norm_mult * norm_mult / n
-  var_m = _clip_log_abs(jnp.stack(sq_m, axis=1) * scale[:, None], 10.0)  # (T, 3)
-  var_rms = _clip_log_abs(jnp.stack(sq_rms, axis=1) * scale[:, None], 10.0)
+  scale = (norm_mult * norm_mult / n)[:, None]
+  var_m = _clip_log_abs(deviations[:, :3] * scale, 10.0)  # (T, 3)
+  var_rms = _clip_log_abs(deviations[:, 3:] * scale, 10.0)
   mean_rms = _clip_log_abs((norm_mult * mean_rms)[:, None], 10.0)  # (T, 1)
   t = layout.num_tensors
   shared = jnp.concatenate([fraction_embedding(fraction_trained), loss_feats])
@@ -271,15 +277,14 @@ def block_sumsq(cols, mask) -> jax.Array:
   return jnp.stack(sums, axis=-1)
 
 
-def mlp_input_sumsq(layout: Layout, block_sums, tables: Tables) -> jax.Array:
+def mlp_input_sumsq(layout: Layout, element_sums, tables: Tables) -> jax.Array:
   """(T, 30) per-tensor sums of squares of the input columns.
 
-  ``block_sums`` are ``block_sumsq`` over all blocks. The 12 row/column
+  ``element_sums`` (T, 18) are ``block_sumsq`` summed per tensor. The 12 row/column
   columns are summed on the small tables instead, each entry weighted by the
   number of elements that read it.
   """
-  element = layout.sum_blocks(block_sums.T)  # (18, T)
-  sums = {c: element[i] for i, c in enumerate(_ELEMENT_COLUMNS)}
+  sums = {c: element_sums[:, i] for i, c in enumerate(_ELEMENT_COLUMNS)}
   t = layout.num_tensors
 
   def table_sum(values, owner, mult):
@@ -365,7 +370,7 @@ def map_blocks(fn, xs, num_chunks: int = MLP_CHUNKS):
     return x.reshape((num_chunks, size) + x.shape[1:])
 
   out = jax.lax.map(fn, jax.tree.map(split, xs))
-  return out.reshape((num_chunks * size,) + out.shape[2:])[:nb]
+  return jax.tree.map(lambda y: y.reshape((num_chunks * size,) + y.shape[2:])[:nb], out)
 
 
 def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, value,
@@ -376,40 +381,47 @@ def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, valu
   """
   mask = layout.lane_mask()
   n = jnp.asarray(layout.sizes)
+  bt = jnp.asarray(layout.block_tensor)
   sum_p2 = layout.per_tensor_sum(p * p)
+  mean_m = jnp.stack([layout.per_tensor_sum(m) for m in state.mom], axis=1) / n[:, None]
+  mean_rms = layout.per_tensor_sum(state.rms) / n
 
-  # Loss history and LSTM (per tensor).
-  means, running_min = update_loss_buffer(state.loss_means, state.loss_min, state.loss_decays,
-                                          state.iteration, value)
-  loss_feats = loss_features(means, running_min, state.loss_decays, state.iteration + 1)
-  fraction = state.iteration.astype(jnp.float32) / jnp.float32(num_steps)
-  x = lstm_inputs(layout, state.mom, state.rms, mask, sum_p2, fraction, loss_feats)
-  controls, lr_mult, hidden, cell = run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
-
-  # Accumulators (per element, and the small factored tables).
-  mom = tuple(_ema(d, m, g) for d, m in zip(MOM_DECAYS, state.mom))
-  rms = _ema(RMS_DECAY, state.rms, g * g)
+  # Factored second moments (small tables) first: the element pass needs them.
   nd = layout.num_diag_blocks
   gsq_diag = g[:nd] * g[:nd] + 1e-30
   v_diag = _ema(FAC_DECAYS[:, None, None], state.v_diag, gsq_diag[None])
   v_row, v_col, row_factor, col_factor = update_factored(layout, state.v_row, state.v_col,
                                                          *fac_moments)
   tables = make_tables(v_diag, v_row, v_col, row_factor, col_factor)
-
-  # MLP inputs, their per-tensor normalisation, then the MLP pass.
   row_idx, col_idx = jnp.asarray(layout.row_idx), jnp.asarray(layout.col_idx)
 
-  def sumsq_chunk(xs):
-    g, p, mom, rms, row_idx, col_idx, mask = xs
-    return block_sumsq(mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx), mask)
+  def element_pass(xs):
+    g, p, mom, rms, row_idx, col_idx, mask, centre = xs
+    deviations = tensor_deviations(mom, rms, centre, mask)  # old accumulators: LSTM
+    mom = tuple(_ema(d, m, g) for d, m in zip(MOM_DECAYS, mom))
+    rms = _ema(RMS_DECAY, rms, g * g)
+    sumsq = block_sumsq(mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx), mask)
+    return mom, rms, jnp.concatenate([deviations, sumsq], axis=1)
 
-  # In small chunks: the 18 reductions then re-read cache-resident data
-  # (2.5x faster on CPU than 18 passes over the whole arrays).
-  block_sums = map_blocks(sumsq_chunk, (g, p, mom, rms, row_idx, col_idx, mask),
-                          num_chunks=SUMSQ_CHUNKS)
-  sumsq = mlp_input_sumsq(layout, block_sums, tables)
+  # One loop over cache-sized chunks: the accumulator update, the LSTM's
+  # deviation sums and the 18 reductions for the MLP-input normalisation
+  # re-read data that is still in cache (2.5x faster on CPU than full passes).
+  mom, rms, block_sums = map_blocks(
+      element_pass, (g, p, state.mom, state.rms, row_idx, col_idx, mask, mean_m[bt]),
+      num_chunks=SUMSQ_CHUNKS)
+  tensor_sums = layout.sum_blocks(block_sums.T).T  # (T, 6 + 18)
+
+  # Loss history and LSTM (per tensor).
+  means, running_min = update_loss_buffer(state.loss_means, state.loss_min, state.loss_decays,
+                                          state.iteration, value)
+  loss_feats = loss_features(means, running_min, state.loss_decays, state.iteration + 1)
+  fraction = state.iteration.astype(jnp.float32) / jnp.float32(num_steps)
+  x = lstm_inputs(layout, sum_p2, mean_m, mean_rms, tensor_sums[:, :6], fraction, loss_feats)
+  controls, lr_mult, hidden, cell = run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
+
+  # MLP weights per block, with the input normalisation folded in.
+  sumsq = mlp_input_sumsq(layout, tensor_sums[:, 6:], tables)
   input_scale = jax.lax.rsqrt(1e-5 + sumsq / n[:, None])
-  bt = jnp.asarray(layout.block_tensor)
   layers = [(w[bt], b[bt]) for w, b in mixed_mlp_weights(theta, controls, input_scale)]
   param_scale = jnp.sqrt(sum_p2 / n + 1e-9)
 
