@@ -235,7 +235,7 @@ def lr_range_test(losses: np.ndarray, lrs: np.ndarray, *, rule: str = "steepest"
   The losses are smoothed by a bias-corrected EMA and cut where the smoothed
   loss first exceeds ``diverge_factor`` times its minimum (divergence).
   ``rule="steepest"``: the LR where the smoothed loss falls fastest per step
-  of log-LR, at or below the min-loss LR; ``rule="min/10"``: the min-loss LR / 10.
+  of log-LR, at or below the min-loss LR and past the first 10% of the ramp; ``rule="min/10"``: the min-loss LR / 10.
   """
   if rule not in ("steepest", "min/10"):
     raise EvalError(f"unknown range-test rule {rule!r}; use 'steepest' or 'min/10'.")
@@ -250,7 +250,10 @@ def lr_range_test(losses: np.ndarray, lrs: np.ndarray, *, rule: str = "steepest"
   if rule == "min/10":
     return float(lrs[best] / 10.0)
   slope = np.gradient(smooth[:stop], np.log(lrs[:stop]))
-  return float(lrs[int(np.argmin(slope[:best + 1]))])
+  # Skip the first 10% as fastai does (skip_start): there the EMA is still warming up and its
+  # slope says nothing about the LR.
+  skip = min(len(losses) // 10, best)
+  return float(lrs[skip + int(np.argmin(slope[skip:best + 1]))])
 
 
 def range_test_steps(setting: Setting) -> int:

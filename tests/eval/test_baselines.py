@@ -31,6 +31,8 @@ def test_tuned_adam_budget_and_long_run(task):
   assert rec.extra["lr"] in baselines.ADAM_GRID
   assert rec.train[-1] == pytest.approx(min(rec.extra["trials"].values()))
   assert len(rec.extra["long_train"]) == SETTING.speedup_cap * SETTING.num_points
+  # The continuation replays the selected grid run before going on (same seed, same program).
+  np.testing.assert_allclose(rec.extra["long_train"][:SETTING.num_points], rec.train, rtol=1e-5)
 
 
 @pytest.mark.parametrize("conditioning", [10.0, 100.0])
