@@ -27,6 +27,8 @@ KeyData = jax.Array  # uint32 [..., 2]: raw PRNG key data, so state checkpoints 
 
 Shaping = Literal["raw", "sign"]
 MetaLoss = Literal["final", "mean"]
+Noise = Literal["normal", "rademacher"]
+NOISES = ("normal", "rademacher")
 
 
 class EstimatorError(ValueError):
@@ -46,6 +48,9 @@ class ESHParams:
       ``num_eval_batches`` fresh batches; "mean" = mean over the unroll.
     num_eval_batches: fresh batches that the final loss is averaged over.
     eval_split: split the meta-loss batches come from.
+    noise: distribution of eps: "normal" (N(0, I)) or "rademacher" (+-1 per
+      coordinate, also E[eps eps^T] = I). Rademacher needs 1 random bit per
+      meta-parameter instead of 32, which matters on CPU for VeLO-size theta.
   """
 
   sigma: float = 0.01
@@ -55,9 +60,11 @@ class ESHParams:
   meta_loss: MetaLoss = "final"
   num_eval_batches: int = 1
   eval_split: str = "train"
+  noise: Noise = "normal"
 
   def __post_init__(self):
     _check_common(self.sigma, self.num_pairs)
+    _one_of("noise", self.noise, NOISES)
     _positive_int("horizon", self.horizon)
     _positive_int("num_eval_batches", self.num_eval_batches)
     _one_of("shaping", self.shaping, ("raw", "sign"))
@@ -83,6 +90,7 @@ class PESHParams:
       earlier truncations; biased towards greedy, short-horizon behaviour).
     stagger: cut each slot's first episode short by a random amount.
     eval_split: split the per-step meta-loss batch comes from.
+    noise: "normal" or "rademacher", as for ``ESHParams``.
   """
 
   sigma: float = 0.01
@@ -94,9 +102,11 @@ class PESHParams:
   mode: Literal["pes", "tes"] = "pes"
   stagger: bool = True
   eval_split: str = "train"
+  noise: Noise = "normal"
 
   def __post_init__(self):
     _check_common(self.sigma, self.num_pairs)
+    _one_of("noise", self.noise, NOISES)
     _positive_int("truncation_length", self.truncation_length)
     _positive_int("min_horizon", self.min_horizon)
     _positive_int("max_horizon", self.max_horizon)

@@ -45,6 +45,7 @@ def default() -> ml_collections.ConfigDict:
   # Estimator.
   c.estimator = "pes"  # "pes" (unbiased), "tes" (truncated ES, biased), "es" (full unroll)
   c.sigma = 0.01
+  c.noise = "normal"  # eps ~ "normal" or "rademacher" (1 random bit per coordinate; fast on CPU)
   c.num_pairs = 1  # antithetic pairs per task slot
   c.truncation_length = 10  # pes/tes: inner steps per outer step
   c.min_horizon = 50  # pes/tes: episode lengths are log-uniform in [min, max]
@@ -102,8 +103,8 @@ def estimator_hparams(c: ml_collections.ConfigDict) -> ESHParams | PESHParams:
     if c.estimator == "es":
       return ESHParams(sigma=c.sigma, num_pairs=c.num_pairs, horizon=c.horizon,
                        shaping=c.shaping, meta_loss=c.meta_loss,
-                       num_eval_batches=c.num_eval_batches)
-    return PESHParams(sigma=c.sigma, num_pairs=c.num_pairs,
+                       num_eval_batches=c.num_eval_batches, noise=c.noise)
+    return PESHParams(sigma=c.sigma, num_pairs=c.num_pairs, noise=c.noise,
                       truncation_length=c.truncation_length, min_horizon=c.min_horizon,
                       max_horizon=c.max_horizon, mode=c.estimator)
   except EstimatorError as e:

@@ -50,7 +50,8 @@ def init(key: jax.Array, arch, hp: PESHParams, theta: Theta, pool: Task) -> PESS
 def ask(key: jax.Array, theta: Theta, state: PESState, hp: PESHParams) -> Population:
   """Fresh antithetic perturbations for this truncation."""
   num_slots, num_pairs = jax.tree.leaves(state.accum)[0].shape[:2]
-  return es.ask(key, theta, sigma=hp.sigma, num_slots=num_slots, num_pairs=num_pairs)
+  return es.ask(key, theta, sigma=hp.sigma, num_slots=num_slots, num_pairs=num_pairs,
+                noise=hp.noise)
 
 
 def evaluate(arch, hp: PESHParams, population: Population, pool: Task, state: PESState):
@@ -80,8 +81,10 @@ def tell(population: Population, meta: jax.Array, live: jax.Array, reset: jax.Ar
   s_old = jnp.sum(diff * live_f, axis=1)  # [B, P]
   s_new = jnp.sum(diff * (1.0 - live_f), axis=1)
   scale = 1.0 / (2.0 * hp.sigma**2)
-  sig_eps = jax.vmap(jax.vmap(lambda k: jax.tree.map(lambda e: hp.sigma * e,
-                                                      unroll.noise(k, theta))))(population.keys)
+  eps = population.eps
+  if eps is None:
+    eps = jax.vmap(jax.vmap(lambda k: unroll.noise(k, theta, hp.noise)))(population.keys)
+  sig_eps = jax.tree.map(lambda e: hp.sigma * e, eps)
   if hp.mode == "pes":
     old_noise = jax.tree.map(jnp.add, state.accum, sig_eps)
   else:

@@ -28,10 +28,11 @@ from meta_train import engine
 from meta_train.base import PESHParams
 
 
-def bench(arch_name: str, family: str, spec, *, steps: int, num_slots: int = 8) -> dict:
+def bench(arch_name: str, family: str, spec, *, steps: int, num_slots: int = 8,
+          noise: str = "normal") -> dict:
   arch = learned_opt.get(arch_name)
   hp = PESHParams(sigma=0.01, num_pairs=1, truncation_length=10, min_horizon=100,
-                  max_horizon=1000)
+                  max_horizon=1000, noise=noise)
   mesh = engine.make_mesh()
   group = engine.Group(family, spec)
   pool = engine.put_global(jax.tree.map(np.asarray, engine.build_pool(
@@ -52,7 +53,7 @@ def bench(arch_name: str, family: str, spec, *, steps: int, num_slots: int = 8) 
   dt = float(np.median(times[1:]))
   inner = num_slots * 2 * hp.num_pairs * hp.truncation_length
   n_theta = sum(int(np.size(x)) for x in jax.tree.leaves(theta))
-  return {"arch": arch_name, "task": family, "theta_params": n_theta,
+  return {"arch": arch_name, "task": family, "theta_params": n_theta, "noise": noise,
           "first_step_s": times[0], "s_per_outer_step": dt, "inner_steps_per_s": inner / dt}
 
 
@@ -72,22 +73,25 @@ def main():
   p.add_argument("--archs", default="velo,hyper_lstm")
   p.add_argument("--tasks", default="image_mlp,quadratic")
   p.add_argument("--devices", type=int, default=0, help="fake this many CPU devices")
+  p.add_argument("--noise", default="normal,rademacher", help="PES noise kinds to time")
   args = p.parse_args()
   if args.devices:
     jax.config.update("jax_num_cpu_devices", args.devices)
   print(f"machine: {machine()}")
   image = tasks.get_family("image_mlp").example_spec()
   quad = tasks.QuadraticSpec(dim=8, conditioning=10.0, noise=0.01)
-  print(f"devices: {jax.devices()}")
-  print(f"{'arch':<12} {'task':<10} {'theta':>9} {'compile+1st (s)':>16} {'s/outer step':>13} "
-        f"{'inner steps/s':>14}")
+  print(f"devices: {jax.device_count()} ({jax.devices()[0].platform})")
+  print(f"{'arch':<12} {'task':<10} {'noise':<10} {'theta':>9} {'compile+1st (s)':>16} "
+        f"{'s/outer step':>13} {'inner steps/s':>14}")
   for name in [a for a in args.archs.split(",") if a in learned_opt.architectures()]:
     for fam, spec in (("image_mlp", image), ("quadratic", quad)):
       if fam not in args.tasks.split(","):
         continue
-      r = bench(name, fam, spec, steps=args.steps)
-      print(f"{r['arch']:<12} {r['task']:<10} {r['theta_params']:>9} {r['first_step_s']:>16.1f} "
-            f"{r['s_per_outer_step']:>13.3f} {r['inner_steps_per_s']:>14.0f}", flush=True)
+      for noise in args.noise.split(","):
+        r = bench(name, fam, spec, steps=args.steps, noise=noise)
+        print(f"{r['arch']:<12} {r['task']:<10} {noise:<10} {r['theta_params']:>9} "
+              f"{r['first_step_s']:>16.1f} {r['s_per_outer_step']:>13.3f} "
+              f"{r['inner_steps_per_s']:>14.0f}", flush=True)
   print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -43,19 +43,28 @@ def setup():
   return arch, theta, pool
 
 
-def test_es_matches_exact_gradient(setup):
+ES_KEY = jax.random.key(101)
+
+
+@pytest.fixture(scope="module")
+def es_true(setup):
+  """jax.grad of the meta-loss ES estimates (same tasks, inits and batches); computed once."""
   arch, theta, pool = setup
-  hp = ES_HP
-  key = jax.random.key(101)
 
   def exact(theta):
     pop = es.Population(None, jax.tree.map(lambda x: x[None, None, None].repeat(2, 2), theta))
-    return es.evaluate(arch, hp, pop, pool, jax.random.split(key)[1])[0, 0, 0]
+    return es.evaluate(arch, ES_HP, pop, pool, jax.random.split(ES_KEY)[1])[0, 0, 0]
 
-  true = jax.jit(jax.grad(exact))(theta)
-  est = _es_estimate(arch, hp, theta, pool, key).grad
-  ratio, cos = _stats(est, true)
-  print(f"ES ratio {ratio:.4f} cosine {cos:.4f}")
+  return jax.jit(jax.grad(exact))(theta)
+
+
+@pytest.mark.parametrize("noise", ["normal", "rademacher"])
+def test_es_matches_exact_gradient(setup, es_true, noise):
+  arch, theta, pool = setup
+  hp = dataclasses.replace(ES_HP, noise=noise)
+  est = _es_estimate(arch, hp, theta, pool, ES_KEY).grad
+  ratio, cos = _stats(est, es_true)
+  print(f"ES ({noise}) ratio {ratio:.4f} cosine {cos:.4f}")
   assert abs(ratio - 1.0) <= 0.03 and cos >= 0.99
 
 
@@ -122,7 +131,7 @@ def test_nonfinite_inner_loss_gives_finite_gradient(setup):
   # NaN batches make every inner loss NaN; the normalizer maps it to its maximum.
   pool = helpers.quadratic_pool(jax.random.key(2), num_slots=1, pool_size=1, noise=float("nan"))
   est = _es_estimate(arch, ES_HP, theta, pool, jax.random.key(0))
-X
+  assert float(est.meta_loss) == MAX_NORMALIZED_LOSS
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(est.grad))
 
 
