@@ -229,16 +229,20 @@ def sgd_momentum(task: Any, seed: int, setting: Setting) -> RunRecord:
 
 
 def lr_range_test(losses: np.ndarray, lrs: np.ndarray, *, rule: str = "steepest",
-                  beta: float = 0.98, diverge_factor: float = 4.0) -> float:
+                  beta: float | None = None, diverge_factor: float = 4.0) -> float:
   """Picks an LR from a range test's per-step ``losses`` at ``lrs`` (fastai's lr_find).
 
-  The losses are smoothed by a bias-corrected EMA and cut where the smoothed
+  The losses are smoothed by a bias-corrected EMA (``beta``; default
+  ``min(0.98, 1 - 10 / len(losses))``) and cut where the smoothed
   loss first exceeds ``diverge_factor`` times its minimum (divergence).
   ``rule="steepest"``: the LR where the smoothed loss falls fastest per step
   of log-LR, at or below the min-loss LR and past the first 10% of the ramp; ``rule="min/10"``: the min-loss LR / 10.
   """
   if rule not in ("steepest", "min/10"):
     raise EvalError(f"unknown range-test rule {rule!r}; use 'steepest' or 'min/10'.")
+  # fastai's 0.98 suits its 100-step ramp; a shorter ramp needs a shorter EMA, or the lag
+  # shifts every pick towards too-high LRs. Default: a timescale of 1/10 of the ramp.
+  beta = min(0.98, 1.0 - 10.0 / len(losses)) if beta is None else beta
   losses = np.where(np.isfinite(losses), losses, np.inf)
   smooth, avg = np.empty(len(losses)), 0.0
   for i, x in enumerate(losses):
