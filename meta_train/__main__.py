@@ -28,8 +28,8 @@ def _unknown_key_hint(argv) -> str | None:
     return None
   try:
     c = config_lib.load_file(spec)
-  except Exception:  # the config file itself is broken: flags' own message says so  # pylint: disable=broad-except
-    return None
+  except Exception:  # pylint: disable=broad-except
+    return None  # the config file itself is broken: the flags library's message says so
   for arg in argv:
     if arg.startswith("--config."):
       msg = config_lib.unknown_key_message(c, arg[len("--config."):].split("=", 1)[0])

@@ -254,8 +254,9 @@ def run(c, workdir: str) -> dict[str, Any]:
       state = engine.OuterState(np.asarray(step + 1, np.int32), theta, opt_state, tuple(gstates))
       if c.eval_every and (step + 1) % c.eval_every == 0 and is_main:
         # On process 0 only, from its replica of theta: only it logs and exports.
-        rows = evaluation.compare(arch, engine.to_host(theta), eval_tasks, num_steps=c.eval_num_steps,
-                                  adam_lr=c.eval_adam_lr, key=eval_key)
+        rows = evaluation.compare(arch, engine.to_host(theta), eval_tasks,
+                                  num_steps=c.eval_num_steps, adam_lr=c.eval_adam_lr,
+                                  key=eval_key)
         metrics["eval_learned"] = float(np.mean([r["learned"] for r in rows]))
         metrics["eval_adam"] = float(np.mean([r["adam"] for r in rows]))
         if metrics["eval_learned"] < best[0]:
