@@ -1,9 +1,10 @@
 """demo: the README's main job. Meta-train a small per-parameter MLP optimizer on CPU.
 
 Command:  python -m meta_train --config configs/demo.py --workdir runs/demo
-Hardware: 2 CPU cores. Runtime: measured 4 min 52 s wall, everything included
-(compilation, 500 outer steps, 5 evaluations, final table, plot), on 2 cores of
-an AMD EPYC (lscpu) shared with other jobs (load average 5-9 during the run).
+Hardware: 2 CPU cores. Runtime: measured 4 min 52 s and 2 min 46 s wall,
+everything included (compilation, 500 outer steps, 5 evaluations, final table,
+plot), on 2 cores of an AMD EPYC (lscpu) shared with other jobs (load average
+5-9 and 2-4 during the two runs); both runs printed the same table.
 What it does: truncated PES (Vicol et al. 2021) meta-trains the `mlp` learned
 optimizer (hidden 16) on 4 task groups of small image MLPs from the embedded
 task distribution (digits and procedural images, no download), with
