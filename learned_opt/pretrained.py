@@ -36,14 +36,22 @@ def info(name: str) -> dict[str, Any]:
   return {"file": e["file"], "sha256": e["sha256"], **e["info"]}
 
 
+def _weights_dir():
+  return importlib.resources.files("learned_opt") / "pretrained_weights"
+
+
 def load_meta(name: str) -> tuple[base.LearnedOptimizer, base.Theta]:
-  """``(arch, theta)`` of a shipped optimizer, after verifying its checksum."""
+  """``(arch, theta)`` of a shipped optimizer, after verifying checksum and architecture."""
   e = _entry(name)
-  ref = importlib.resources.files("learned_opt") / "pretrained_weights" / e["file"]
-  with importlib.resources.as_file(ref) as path:
+  with importlib.resources.as_file(_weights_dir() / e["file"]) as path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != e["sha256"]:
       raise base.LearnedOptimizerError(
           f"pretrained weights {e['file']} fail their checksum ({digest} != {e['sha256']}); "
           "the installation is corrupt: reinstall learned-opt.")
-    return serialization.load_meta(path)
+    arch, theta = serialization.load_meta(path)
+  if arch.name != e["info"]["arch"]:
+    raise base.LearnedOptimizerError(
+        f"pretrained {name!r} should hold architecture {e['info']['arch']!r} but its file holds "
+        f"{arch.name!r}; the table and the weights disagree: reinstall learned-opt.")
+  return arch, theta
