@@ -139,9 +139,11 @@ def init_moments(layout: flat.Layout) -> MomentState:
       col=tuple(jnp.zeros((n, c), jnp.float32) for n, _, c in mats))
 
 
-def update_moments(layout: flat.Layout, state: MomentState,
-                   g: jax.Array) -> tuple[MomentState, jax.Array]:
+def update_moments(layout: flat.Layout, state: MomentState, g: jax.Array,
+                   token: jax.Array) -> tuple[MomentState, jax.Array]:
   """One step of every accumulator with the blocked gradient ``g``.
+
+  ``token`` is a runtime int32 >= 0 (the step count), see :func:`flat.materialize`.
 
   Returns the new state and Adafactor's factored second-moment estimate
   ``v_ij = r_i c_j / mean(r)`` in blocked form. Rows and columns do not align
@@ -166,7 +168,7 @@ def update_moments(layout: flat.Layout, state: MomentState,
     rows.append(r)
     cols.append(c)
     estimates.append(r[:, :, None] * c[:, None, :] / jnp.mean(r, axis=1)[:, None, None])
-  fac = flat.flatten_groups(layout, estimates)
+  fac = flat.materialize(flat.flatten_groups(layout, estimates), token)
   return MomentState(mom=mom, rms=rms, row=tuple(rows), col=tuple(cols)), fac
 
 

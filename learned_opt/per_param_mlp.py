@@ -103,7 +103,7 @@ def flat_transform(name: str, num_steps: int, init_extra: Callable[[flat.Layout]
     g = jnp.clip(flat.flatten(layout, updates), -features.GRAD_CLIP, features.GRAD_CLIP)
     g = jnp.where(jnp.isfinite(g), g, 0.0)  # a NaN gradient must not poison the moments
     p = flat.flatten(layout, params)
-    moments, fac = features.update_moments(layout, state.moments, g)
+    moments, fac = features.update_moments(layout, state.moments, g, state.count)
     loss_state, clean = features.update_loss_state(state.loss, value)
     x, stats = features.element_features(layout, moments, fac, g, p)
     time = features.time_features(state.count, num_steps)
