@@ -14,11 +14,12 @@ Three groups, each with its own state where it needs one:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
 from learned_opt import flat
 
@@ -32,12 +33,12 @@ _TIME_ANCHORS = np.array([0.05, 0.2, 0.4, 0.6, 0.8, 0.95], np.float32)
 NUM_TIME_FEATURES = 2 + len(_TIME_ANCHORS)
 
 
-def training_fraction(step: jax.Array, num_steps: int) -> jax.Array:
+def training_fraction(step: Int[Array, ""], num_steps: int | Int[Array, ""]) -> Float[Array, ""]:
   """``step / num_steps``, saturating at 1 past the planned horizon."""
   return jnp.minimum(step.astype(jnp.float32) / jnp.asarray(num_steps, jnp.float32), 1.0)
 
 
-def time_features(step: jax.Array, num_steps: int) -> jax.Array:
+def time_features(step: Int[Array, ""], num_steps: int | Int[Array, ""]) -> Float[Array, "time_features"]:
   """Embedding of the training fraction, shape ``(NUM_TIME_FEATURES,)``."""
   frac = training_fraction(step, num_steps)
   total = jnp.asarray(num_steps, jnp.float32)
@@ -72,7 +73,8 @@ def _corrected(state: LossState) -> jax.Array:
   return state.ema / (1.0 - LOSS_DECAYS ** c)
 
 
-def update_loss_state(state: LossState, loss: jax.Array) -> tuple[LossState, jax.Array]:
+def update_loss_state(state: LossState,
+                      loss: jax.typing.ArrayLike) -> tuple[LossState, Float[Array, ""]]:
   """Folds in ``loss``; returns the new state and the loss actually used.
 
   A NaN/inf loss is replaced by the current average, and a spike is clipped to
@@ -89,7 +91,7 @@ def update_loss_state(state: LossState, loss: jax.Array) -> tuple[LossState, jax
   return LossState(ema=ema, count=state.count + 1), clean
 
 
-def loss_features(state: LossState, loss: jax.Array) -> jax.Array:
+def loss_features(state: LossState, loss: Float[Array, ""]) -> Float[Array, "loss_features"]:
   """Relative position of ``loss`` against its averages, ``(NUM_LOSS_FEATURES,)``.
 
   ``state`` is the state *after* folding in ``loss``.
@@ -176,8 +178,10 @@ NUM_ELEMENT_FEATURES = 9
 ADAM_DIRECTION_FEATURE = 6  # index of m_0.9 / sqrt(v): the feature an untrained lopt follows
 
 
-def element_features(layout: flat.Layout, state: MomentState, fac: jax.Array, g: jax.Array,
-                     p: jax.Array) -> tuple[list[jax.Array], jax.Array]:
+def element_features(
+    layout: flat.Layout, state: MomentState, fac: Float[Array, "blocks lanes"],
+    g: Float[Array, "blocks lanes"], p: Float[Array, "blocks lanes"],
+) -> tuple[list[jax.Array], Float[Array, "tensors 6"]]:
   """Per-element MLP inputs (``NUM_ELEMENT_FEATURES`` blocked arrays) and tensor stats.
 
   Features: g, p and the 3 momenta, each divided by its per-tensor RMS (as
@@ -205,6 +209,7 @@ def element_features(layout: flat.Layout, state: MomentState, fac: jax.Array, g:
 
 
 SCALE_FREE_CLIP = 20.0  # bounds m/sqrt(v) in the first steps, when v is tiny
+NUM_TENSOR_FEATURES = 3 + 5  # log-RMS of p, v, m_0.9 and a rank one-hot
 
 
 def tensor_mean_list(layout: flat.Layout, xs: list[jax.Array]) -> jax.Array:
@@ -212,7 +217,8 @@ def tensor_mean_list(layout: flat.Layout, xs: list[jax.Array]) -> jax.Array:
   return flat.tensor_mean(layout, jnp.stack([jnp.sum(v, axis=-1) for v in xs])[..., None])
 
 
-def tensor_features(layout: flat.Layout, stats: jax.Array) -> jax.Array:
+def tensor_features(layout: flat.Layout,
+                    stats: Float[Array, "tensors 6"]) -> Float[Array, "tensors tensor_features"]:
   """Per-tensor statistics, ``(T, NUM_TENSOR_FEATURES)``.
 
   log RMS of the parameters, the gradient's second moment and its 0.9
@@ -224,5 +230,3 @@ def tensor_features(layout: flat.Layout, stats: jax.Array) -> jax.Array:
   rank = jax.nn.one_hot(np.minimum(layout.ranks, 4), 5, dtype=jnp.float32)
   return jnp.concatenate([log_rms, rank], axis=1)
 
-
-NUM_TENSOR_FEATURES = 3 + 5

@@ -36,6 +36,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
 BLOCK = 128
 
@@ -98,12 +99,12 @@ def layout_of(tree: Any) -> Layout:
   return _build_layout(treedef, shapes, dtypes)
 
 
-def flatten(layout: Layout, tree: Any) -> jax.Array:
+def flatten(layout: Layout, tree: Any) -> Float[Array, "blocks lanes"]:
   """All leaves as float32 in one zero-padded ``(num_blocks, BLOCK)`` array."""
   return flatten_leaves(layout, jax.tree.leaves(tree))
 
 
-def flatten_leaves(layout: Layout, leaves: list[jax.Array]) -> jax.Array:
+def flatten_leaves(layout: Layout, leaves: list[jax.Array]) -> Float[Array, "blocks lanes"]:
   """Like :func:`flatten`, for a list of leaves in tree order."""
   parts = []
   for group in layout.groups:
@@ -115,7 +116,7 @@ def flatten_leaves(layout: Layout, leaves: list[jax.Array]) -> jax.Array:
   return jnp.concatenate(parts).reshape(layout.num_blocks, BLOCK)
 
 
-def group_slab(layout: Layout, flat: jax.Array, g: int) -> jax.Array:
+def group_slab(layout: Layout, flat: Float[Array, "blocks lanes"], g: int) -> Float[Array, "group ..."]:
   """Group ``g``'s tensors from a blocked array, shape ``(G,) + shape``: one slice."""
   group = layout.groups[g]
   i = group[0]
@@ -126,7 +127,7 @@ def group_slab(layout: Layout, flat: jax.Array, g: int) -> jax.Array:
   return slab.reshape((len(group),) + layout.shapes[i])
 
 
-def flatten_groups(layout: Layout, slabs: list[jax.Array]) -> jax.Array:
+def flatten_groups(layout: Layout, slabs: list[jax.Array]) -> Float[Array, "blocks lanes"]:
   """Inverse of :func:`group_slab` for all groups at once: one concatenate."""
   parts = []
   for group, slab in zip(layout.groups, slabs):
@@ -139,7 +140,7 @@ def flatten_groups(layout: Layout, slabs: list[jax.Array]) -> jax.Array:
   return jnp.concatenate(parts).reshape(layout.num_blocks, BLOCK)
 
 
-def unflatten(layout: Layout, flat: jax.Array, token: jax.Array) -> Any:
+def unflatten(layout: Layout, flat: Float[Array, "blocks lanes"], token: Int[Array, ""]) -> Any:
   """Inverse of :func:`flatten`; each leaf gets back its own shape and dtype.
 
   ``token`` is any runtime int32 scalar >= 0 (see :func:`materialize`).
@@ -148,7 +149,7 @@ def unflatten(layout: Layout, flat: jax.Array, token: jax.Array) -> Any:
   return jax.tree.unflatten(layout.treedef, leaves)
 
 
-def tensor_mean(layout: Layout, x: jax.Array) -> jax.Array:
+def tensor_mean(layout: Layout, x: Float[Array, "*rest blocks lanes"]) -> Float[Array, "tensors *rest"]:
   """Per-tensor mean of a blocked array ``(..., num_blocks, BLOCK) -> (T, ...)``."""
   per_block = jnp.moveaxis(jnp.sum(x, axis=-1), -1, 0)  # (num_blocks, ...)
   s = jax.ops.segment_sum(per_block, layout.block_segments, num_segments=layout.num_tensors,
@@ -156,7 +157,7 @@ def tensor_mean(layout: Layout, x: jax.Array) -> jax.Array:
   return s / layout.sizes.astype(np.float32).reshape((-1,) + (1,) * (s.ndim - 1))
 
 
-def to_blocks(layout: Layout, per_tensor: jax.Array) -> jax.Array:
+def to_blocks(layout: Layout, per_tensor: Float[Array, "tensors *rest"]) -> Float[Array, "*rest blocks 1"]:
   """Per-tensor values ``(T, ...)`` as ``(..., num_blocks, 1)``, broadcastable over elements."""
   v = jnp.take(per_tensor, layout.block_segments, axis=0)  # (num_blocks, ...)
   return jnp.moveaxis(v, 0, -1)[..., None]
@@ -185,7 +186,8 @@ def materialize(x: jax.Array, token: jax.Array) -> jax.Array:
   return jax.lax.while_loop(lambda c: c[0] < 1, body, (start, x))[1]
 
 
-def unflatten_f32(layout: Layout, flat: jax.Array, token: jax.Array) -> list[jax.Array]:
+def unflatten_f32(layout: Layout, flat: Float[Array, "blocks lanes"],
+                  token: Int[Array, ""]) -> list[jax.Array]:
   """The leaves of a blocked array, in tree order, kept in float32.
 
   ``materialize`` makes XLA compute ``flat`` once: otherwise it fuses the whole

@@ -5,6 +5,12 @@ import os
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# Runtime shape/dtype checks of the jaxtyping annotations, as equinox's tests do.
+# Installed before anything imports learned_opt.
+from jaxtyping import install_import_hook  # noqa: E402
+
+install_import_hook(["learned_opt.flat", "learned_opt.features"], "beartype.beartype")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

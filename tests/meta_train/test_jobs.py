@@ -14,8 +14,11 @@ import learned_opt
 from meta_train import config as config_lib
 from tests.meta_train import helpers
 
-# Long enough to be killed mid-run; each step takes ~1 ms after compilation.
-LONG = ["--config.outer_steps=300", "--config.checkpoint_every=40", "--config.eval_every=150"]
+# Long enough to be killed mid-run even when a loaded machine delays the signal
+# (each step takes ~1-5 ms after compilation; 300 steps once finished first).
+N_STEPS = 1500
+LONG = [f"--config.outer_steps={N_STEPS}", "--config.checkpoint_every=40",
+        "--config.eval_every=750"]
 _run = helpers.run_cli
 
 
@@ -47,9 +50,9 @@ def uninterrupted(tmp_path_factory):
 def test_tiny_outputs(uninterrupted):
   tmp_path, r = uninterrupted
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert [row["step"] for row in rows] == list(range(1, 301))
+  assert [row["step"] for row in rows] == list(range(1, N_STEPS + 1))
   assert all(np.isfinite(row["meta_loss"]) for row in rows)
-  assert "eval_learned" in rows[149] and "eval_adam" in rows[149]
+  assert "eval_learned" in rows[749] and "eval_adam" in rows[749]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
   assert (tmp_path / "meta_loss.png").stat().st_size > 1000
   for name in ("final", "best"):
@@ -72,7 +75,7 @@ def test_resume_after_sigkill_and_sigterm_is_bit_exact(uninterrupted, tmp_path):
   _, theta_resumed = learned_opt.load_meta(str(tmp_path / "export" / "final"))
   chex.assert_trees_all_equal(theta_full, theta_resumed)
   steps = [json.loads(l)["step"] for l in open(tmp_path / "metrics.jsonl")]
-  assert steps == list(range(1, 301))
+  assert steps == list(range(1, N_STEPS + 1))
 
 
 def test_incompatible_workdir_is_refused(uninterrupted):
