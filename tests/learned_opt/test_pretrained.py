@@ -64,3 +64,22 @@ def test_unknown_name_lists_the_available_ones(fake_entry):
     pretrained.info("no-such-optimizer")
   with pytest.raises(LearnedOptimizerError, match="neither an existing file nor a pretrained"):
     learned_opt.load("no-such-optimizer", num_steps=10)
+
+
+@pytest.mark.skipif(not pretrained.names(), reason="no optimizer ships yet")
+def test_recommended_optimizer_trains_a_flax_model_offline():
+  import flax.nnx as nnx  # pylint: disable=g-import-not-at-top
+  model = nnx.Linear(8, 4, rngs=nnx.Rngs(0))
+  tx = learned_opt.load(pretrained.names()[0], num_steps=100)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  x = jax.random.normal(jax.random.key(1), (32, 8))
+  y = jax.random.normal(jax.random.key(2), (32, 4))
+
+  @nnx.jit
+  def step(model, opt):
+    loss, grads = nnx.value_and_grad(lambda m: jnp.mean(jnp.square(m(x) - y)))(model)
+    opt.update(model, grads, value=loss)
+    return loss
+
+  losses = [float(step(model, opt)) for _ in range(100)]
+  assert all(map(lambda v: v == v, losses)) and losses[-1] < 0.5 * losses[0]
