@@ -200,7 +200,7 @@ def test_corrupt_truncated_and_mismatched_files(arch, tmp_path):
 
 
 def test_checksum_detects_modified_arrays(tmp_path):
-  import io, json, zipfile  # noqa: E401
+  import json  # pylint: disable=g-import-not-at-top
   arch = learned_opt.get("adam_hparams")
   path = tmp_path / "theta.lopt"
   learned_opt.save(path, arch, arch.init_meta(jax.random.key(0)))
@@ -221,7 +221,6 @@ def test_checksum_detects_modified_arrays(tmp_path):
     np.savez(f, **arrays)
   with pytest.raises(LearnedOptimizerError, match="expects"):
     learned_opt.load_meta(path)
-  del io, zipfile
 
 
 def test_untrained_theta_trains_small_mlp(arch):
