@@ -1,4 +1,4 @@
-"""pretrained_mlp: attempt 2 at a shipped optimizer (none ships yet; docs/pretrained.md).
+"""pretrained_mlp: attempt 2 at a shipped optimizer, kept to reproduce docs/pretrained.md.
 
 Command:  python -m meta_train --config configs/pretrained_mlp.py --workdir runs/pretrained_mlp
 Hardware: 2 CPU cores. Runtime: ~15-25 min (8,000 outer steps).
@@ -9,7 +9,7 @@ optimizer (hidden 16, 435 meta-parameters) and an outer LR of 3e-4. Why not
 `hyper_lstm`: with 24,561 meta-parameters and this ES budget its meta-loss
 rose after ~3,000 steps at LR 1e-3 (see docs/pretrained.md); an ES gradient's
 variance grows with the dimension, so the small MLP is the safer CPU choice.
-Measured (attempt 2, docs/pretrained.md): the training meta-loss fell from
+Expected result (measured, attempt 2, docs/pretrained.md): the training meta-loss fell from
 0.23 to 0.13 over 3,000 steps while the held-out score rose from 1.95 to 4.17
 (Adam at 1e-3: 3.34); the run was stopped there. Not a recipe to ship yet.
 """

@@ -42,6 +42,9 @@ def default() -> ml_collections.ConfigDict:
   # Learned optimizer: a registry name and its hparams.
   c.arch = "adam_hparams"
   c.arch_hparams = ml_collections.ConfigDict({"hidden_size": 16})
+  # Warm start: a learned_opt.save file or a shipped name (learned_opt.pretrained.names());
+  # its architecture must equal arch/arch_hparams. Empty: arch.init_meta.
+  c.init_from = ""
   # Estimator.
   c.estimator = "pes"  # "pes" (unbiased), "tes" (truncated ES, biased), "es" (full unroll)
   c.sigma = 0.01
@@ -60,6 +63,9 @@ def default() -> ml_collections.ConfigDict:
   c.num_groups = 1  # task groups (family + shapes) visited round-robin; one compile each
   c.num_slots = 8  # tasks per meta-batch (global; divisible by the device count)
   c.pool_size = 4  # tasks each slot draws from at its resets
+  # Augmentation: > 0 stores each training task's tensors divided by a random
+  # per-tensor factor in [e^-x, e^x] (tasks.ReparameterizedTask); held-out tasks stay plain.
+  c.augment_reparam = 0.0
   # Outer optimizer.
   c.learning_rate = 3e-3
   c.clip_norm = 1.0
@@ -124,6 +130,11 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
     _int(c, name)
   _int(c, "eval_every", lo=0)
   _int(c, "seed", lo=0)
+  if (isinstance(c.augment_reparam, bool) or not isinstance(c.augment_reparam, (int, float))
+      or not 0 <= c.augment_reparam <= 10):
+    raise _fail(f"config.augment_reparam must be a number in [0, 10] (a log-scale; 2.3 means "
+                f"factors in [0.1, 10]), got {c.augment_reparam!r}; pass e.g. "
+                "--config.augment_reparam=2.3, or 0 to turn it off.")
   for name in ("learning_rate", "clip_norm", "eval_adam_lr"):
     if not isinstance(c[name], (int, float)) or not c[name] > 0:
       raise _fail(f"config.{name} must be a number > 0, got {c[name]!r}.")
@@ -132,6 +143,8 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
   except learned_opt.LearnedOptimizerError as e:
     raise _fail(f"bad learned optimizer: {e} Set --config.arch / --config.arch_hparams.") from e
   hp = estimator_hparams(c)
+  if c.init_from:
+    init_theta(c, arch)
   if c.task_family:
     if c.task_family not in tasks.families():
       raise _fail(f"config.task_family {c.task_family!r} is not registered; valid: "
@@ -142,6 +155,26 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
   if devices:
     check_devices(c)
   return arch, hp
+
+
+def init_theta(c: ml_collections.ConfigDict, arch):
+  """The theta ``config.init_from`` names, checked against the config's architecture."""
+  src = c.init_from
+  try:
+    if src in learned_opt.pretrained.names():
+      saved_arch, theta = learned_opt.pretrained.load_meta(src)
+    elif os.path.exists(src):
+      saved_arch, theta = learned_opt.load_meta(src)
+    else:
+      raise _fail(f"config.init_from {src!r} is neither a file nor a shipped optimizer "
+                  f"{learned_opt.pretrained.names()}; pass a path written by learned_opt.save "
+                  "(e.g. runs/NAME/export/best) or '' for a fresh init.")
+  except learned_opt.LearnedOptimizerError as e:
+    raise _fail(f"config.init_from {src!r} cannot be loaded: {e}") from e
+  if saved_arch != arch:
+    raise _fail(f"config.init_from {src!r} holds {saved_arch!r}, but the config asks for "
+                f"{arch!r}; set --config.arch and --config.arch_hparams to match it.")
+  return theta
 
 
 def check_devices(c: ml_collections.ConfigDict) -> None:

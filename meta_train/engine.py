@@ -126,17 +126,25 @@ def sample_groups(key: jax.Array, *, num_groups: int, distribution: str,
 
 
 def build_pool(group: Group, key: jax.Array, *, num_slots: int, pool_size: int,
-               first_slot: int = 0) -> Task:
+               first_slot: int = 0, reparam: float = 0.0) -> Task:
   """Tasks for slots ``first_slot .. first_slot+num_slots``, leaves ``[num_slots, M, ...]``.
 
   Slot ``b``'s tasks come from ``fold_in(key, b)``, whatever process builds it,
   so a run's tasks do not depend on how slots are spread over hosts.
+
+  ``reparam > 0`` wraps every task in ``tasks.ReparameterizedTask`` with
+  per-tensor factors in ``[e^-reparam, e^reparam]`` (VeLO and Celo's task
+  augmentation): the optimizer cannot rely on the parameter scales that default
+  inits produce. Every task of a pool gets the wrapper, so the pool still stacks.
   """
   built = []
   for b in range(first_slot, first_slot + num_slots):
     for k in jax.random.split(jax.random.fold_in(key, b), pool_size):
       spec = tasks.resample_dynamic(k, group.family, group.spec)
-      built.append(tasks.get_family(group.family).build(spec))
+      task = tasks.get_family(group.family).build(spec)
+      if reparam > 0:
+        task = tasks.augment(task, jax.random.fold_in(k, 1), reparam=True, max_log_scale=reparam)
+      built.append(task)
   stacked = tasks.stack_tasks(built)
   return jax.tree.map(lambda x: x.reshape((num_slots, pool_size) + x.shape[1:]), stacked)
 

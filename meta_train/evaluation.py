@@ -10,6 +10,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import tasks
@@ -64,6 +65,49 @@ def adam_scores(lrs: jax.Array, task, num_steps: int, key: jax.Array) -> jax.Arr
     return _train(task, tx, num_steps, key)
 
   return jax.vmap(one)(lrs)
+
+
+# The metric that picks export/best. Not the mean loss: one task that Adam (and
+# so likely theta) diverges on dominates a mean of normalised losses, which made
+# checkpoint selection noise (docs/pretrained.md, attempts 1-2). The mean log
+# ratio to Adam weighs every task alike: -0.69 means "half Adam's loss" on average.
+SELECT = "eval_log_ratio"
+_FLOOR = 1e-6  # losses at or below this count as solved (a ratio of two zeros is noise)
+
+
+def learned_scores(arch, theta, task_list, *, num_steps: int, key: jax.Array) -> list[float]:
+  """Final normalised loss per task under ``arch.as_optax(theta)``."""
+  return [float(learned_score(arch, theta, task, num_steps, jax.random.fold_in(key, i)))
+          for i, (_, task) in enumerate(task_list)]
+
+
+def adam_reference(task_list, *, num_steps: int, adam_lr: float, key: jax.Array) -> list[float]:
+  """Final normalised loss per task under Adam at ``adam_lr`` (same keys as ``learned_scores``)."""
+  lrs = jnp.asarray((adam_lr,), jnp.float32)
+  return [float(adam_scores(lrs, task, num_steps, jax.random.fold_in(key, i))[0])
+          for i, (_, task) in enumerate(task_list)]
+
+
+def summarize(learned: list[float], adam: list[float]) -> dict[str, float]:
+  """Held-out metrics: the means (for plots), the win fraction and the selection score.
+
+  A non-finite learned loss counts as 10x Adam's (so a diverged theta is never
+  selected over a finite one); a non-finite Adam loss leaves the task out of the ratio.
+  """
+  ratios, wins = [], []
+  for l, a in zip(learned, adam):
+    if not np.isfinite(a):
+      continue
+    l = l if np.isfinite(l) else 10 * max(a, _FLOOR)
+    ratios.append(np.log(max(l, _FLOOR) / max(a, _FLOOR)))
+    wins.append(float(l < a))
+  finite = lambda xs: [x for x in xs if np.isfinite(x)]
+  return {
+      "eval_learned": float(np.mean(finite(learned))) if finite(learned) else float("nan"),
+      "eval_adam": float(np.mean(finite(adam))) if finite(adam) else float("nan"),
+      SELECT: float(np.mean(ratios)) if ratios else float("inf"),
+      "eval_win_rate": float(np.mean(wins)) if wins else float("nan"),
+  }
 
 
 def compare(arch, theta, task_list, *, num_steps: int, adam_lr: float,

@@ -51,7 +51,8 @@ def check_workdir(workdir: str, c) -> None:
   current = json.loads(c.to_json_best_effort())
   if os.path.exists(path):
     with open(path) as f:
-      saved = json.load(f)
+      # Fields added since the run started take their defaults (which keep old behaviour).
+      saved = {**json.loads(config_lib.default().to_json_best_effort()), **json.load(f)}
     bad = config_lib.incompatible_fields(saved, current)
     if bad:
       diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in bad)
@@ -158,12 +159,14 @@ def build(c, arch, hp, mesh):
   n_local = c.num_slots // jax.process_count()
   pools = [engine.put_local_slots(
       engine.build_pool(g, jax.random.fold_in(k_pools, i), num_slots=n_local,
-                        pool_size=c.pool_size, first_slot=jax.process_index() * n_local), mesh)
+                        pool_size=c.pool_size, first_slot=jax.process_index() * n_local,
+                        reparam=c.augment_reparam), mesh)
            for i, g in enumerate(groups)]
   tx = engine.outer_optimizer(learning_rate=c.learning_rate, clip_norm=c.clip_norm,
                               accumulate=c.accumulate)
   rep = engine.replicated(mesh)
-  theta = engine.put_global(jax.tree.map(np.asarray, arch.init_meta(k_theta)), rep)
+  theta0 = config_lib.init_theta(c, arch) if c.init_from else arch.init_meta(k_theta)
+  theta = engine.put_global(jax.tree.map(np.asarray, theta0), rep)
   opt_state = engine.put_global(jax.tree.map(np.asarray, tx.init(theta)), rep)
   if engine.is_pes(hp):
     init = engine.jit_pes_init(arch, hp, mesh)
@@ -232,9 +235,10 @@ def run(c, workdir: str) -> dict[str, Any]:
   bar = tqdm(total=c.outer_steps, initial=step0, disable=not (c.progress and is_main),
              desc="meta-train", dynamic_ncols=True)
   # (held-out score, step) of export/best; a resumed run recovers it from its metrics.
-  best = min(((r["eval_learned"], r["step"]) for r in read_metrics(
-      os.path.join(workdir, "metrics.jsonl")) if "eval_learned" in r and r["step"] <= step0),
+  best = min(((r[evaluation.SELECT], r["step"]) for r in read_metrics(
+      os.path.join(workdir, "metrics.jsonl")) if evaluation.SELECT in r and r["step"] <= step0),
              default=(math.inf, -1))
+  adam_ref = []  # Adam's held-out scores: theta-independent, so computed once
   theta, opt_state, gstates = state.theta, state.opt_state, list(state.groups)
   last = {}
   step = step0
@@ -254,13 +258,14 @@ def run(c, workdir: str) -> dict[str, Any]:
       state = engine.OuterState(np.asarray(step + 1, np.int32), theta, opt_state, tuple(gstates))
       if c.eval_every and (step + 1) % c.eval_every == 0 and is_main:
         # On process 0 only, from its replica of theta: only it logs and exports.
-        rows = evaluation.compare(arch, engine.to_host(theta), eval_tasks,
-                                  num_steps=c.eval_num_steps, adam_lr=c.eval_adam_lr,
-                                  key=eval_key)
-        metrics["eval_learned"] = float(np.mean([r["learned"] for r in rows]))
-        metrics["eval_adam"] = float(np.mean([r["adam"] for r in rows]))
-        if metrics["eval_learned"] < best[0]:
-          best = (metrics["eval_learned"], step + 1)
+        if not adam_ref:
+          adam_ref[:] = evaluation.adam_reference(eval_tasks, num_steps=c.eval_num_steps,
+                                                  adam_lr=c.eval_adam_lr, key=eval_key)
+        learned = evaluation.learned_scores(arch, engine.to_host(theta), eval_tasks,
+                                            num_steps=c.eval_num_steps, key=eval_key)
+        metrics.update(evaluation.summarize(learned, adam_ref))
+        if metrics[evaluation.SELECT] < best[0]:
+          best = (metrics[evaluation.SELECT], step + 1)
           learned_opt.save(os.path.join(workdir, "export", "best"), arch, engine.to_host(theta))
       if (step + 1) % c.log_every == 0 or "eval_learned" in metrics:
         logger.write(step + 1, metrics)

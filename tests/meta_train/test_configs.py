@@ -8,7 +8,7 @@ import pytest
 from meta_train import config as config_lib
 from tests.meta_train import helpers
 
-CONFIGS = ["tiny", "demo", "small_cpu", "velo_like"]
+CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like"]
 
 
 def _load(name):

@@ -1,0 +1,103 @@
+"""The pretrained-optimizer recipe's pieces: augmentation in pools, warm start, held-out selection."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import learned_opt
+import tasks
+from meta_train import config as config_lib
+from meta_train import engine, evaluation, train
+
+
+def _group():
+  return engine.sample_groups(jax.random.key(3), num_groups=1, distribution="",
+                              family="image_mlp")[0]
+
+
+def test_reparam_pool_wraps_every_task_and_keeps_the_loss():
+  g = _group()
+  plain = engine.build_pool(g, jax.random.key(1), num_slots=2, pool_size=2)
+  aug = engine.build_pool(g, jax.random.key(1), num_slots=2, pool_size=2, reparam=2.3)
+  assert isinstance(aug, tasks.ReparameterizedTask)
+  seeds = np.asarray(aug.seed).ravel()
+  assert len(set(seeds.tolist())) == 4  # every task its own factors
+  one = jax.tree.map(lambda x: x[1, 0], aug)
+  inner = jax.tree.map(lambda x: x[1, 0], plain)
+  k = jax.random.key(0)
+  p_aug = one.init(k)
+  # Same function of the stored parameters' meaning, different stored scales.
+  batch = inner.sample_batch(k)
+  np.testing.assert_allclose(one.loss(p_aug, k, batch), inner.loss(inner.init(k), k, batch),
+                             rtol=1e-5)
+  ratios = [float(jnp.linalg.norm(a) / jnp.linalg.norm(b))
+            for a, b in zip(jax.tree.leaves(p_aug), jax.tree.leaves(inner.init(k)))
+            if float(jnp.linalg.norm(b)) > 0]
+  assert max(ratios) / min(ratios) > 1.5  # tensors were rescaled by different factors
+
+
+def _cfg(**kw):
+  c = config_lib.load_file(f"{config_lib.__file__.rsplit('/', 2)[0]}/configs/tiny.py")
+  c.arch, c.arch_hparams = "mlp", config_lib.ml_collections.ConfigDict({"hidden_size": 16})
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+@pytest.mark.parametrize("bad", [-1.0, 11.0, float("nan")])
+def test_bad_augment_value_names_the_fix(bad):
+  with pytest.raises(config_lib.ConfigError, match="augment_reparam"):
+    config_lib.validate(_cfg(augment_reparam=bad))
+
+
+def test_init_from_loads_a_shipped_or_saved_theta(tmp_path):
+  c = _cfg(init_from=learned_opt.pretrained.names()[0])
+  arch, _ = config_lib.validate(c)
+  _, shipped = learned_opt.pretrained.load_meta(c.init_from)
+  got = config_lib.init_theta(c, arch)
+  jax.tree.map(np.testing.assert_array_equal, got, shipped)
+  path = str(tmp_path / "theta.lopt")
+  learned_opt.save(path, arch, shipped)
+  jax.tree.map(np.testing.assert_array_equal, config_lib.init_theta(_cfg(init_from=path), arch),
+               shipped)
+
+
+@pytest.mark.parametrize("src,match", [("no/such/file.lopt", "neither a file"),
+                                       ("mlp-demo-v0", "set --config.arch")])
+def test_bad_init_from_names_the_fix(src, match):
+  c = _cfg(init_from=src)
+  if src == "mlp-demo-v0":
+    c.arch_hparams.hidden_size = 8  # the shipped theta is hidden 16
+  with pytest.raises(config_lib.ConfigError, match=match):
+    config_lib.validate(c)
+
+
+def test_old_workdir_without_new_fields_resumes(tmp_path):
+  c = _cfg()
+  train.check_workdir(str(tmp_path), c)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  del saved["augment_reparam"], saved["init_from"]  # as written before these fields existed
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  train.check_workdir(str(tmp_path), c)  # defaults fill the gap: no error
+  with pytest.raises(train.WorkdirError, match="augment_reparam"):
+    train.check_workdir(str(tmp_path), _cfg(augment_reparam=1.0))
+
+
+def test_selection_score_is_not_dominated_by_a_task_adam_fails():
+  adam = [0.5, 0.5, 0.5, 40.0]  # Adam diverges on the last task
+  a = evaluation.summarize([0.25, 0.25, 0.25, 45.0], adam)  # 2x better on 3 tasks
+  b = evaluation.summarize([0.6, 0.6, 0.6, 10.0], adam)  # worse on 3, lucky on the diverging one
+  assert a["eval_learned"] > b["eval_learned"]  # the old mean would have picked b
+  assert a[evaluation.SELECT] < b[evaluation.SELECT]  # the log ratio picks a
+  assert a["eval_win_rate"] == 0.75 and b["eval_win_rate"] == 0.25
+
+
+def test_selection_score_handles_non_finite_losses():
+  s = evaluation.summarize([float("nan"), 0.5], [0.5, 0.5])
+  assert s[evaluation.SELECT] == pytest.approx(np.log(10) / 2)  # NaN counts as 10x Adam
+  s = evaluation.summarize([0.25, 0.5], [float("inf"), 0.5])  # Adam diverged: task left out
+  assert s[evaluation.SELECT] == pytest.approx(0.0) and s["eval_win_rate"] == 0.0
+  assert evaluation.summarize([0.0], [0.0])[evaluation.SELECT] == 0.0  # both solved: a tie
