@@ -14,26 +14,28 @@ Expected result (measured, attempt 2, docs/pretrained.md): the training meta-los
 (Adam at 1e-3: 3.34); the run was stopped there. Not a recipe to ship yet.
 """
 
-import importlib.util
-import pathlib
-
 from meta_train import config as config_lib
 
 
-def _small_cpu():
-  path = pathlib.Path(__file__).with_name("small_cpu.py")
-  spec = importlib.util.spec_from_file_location("small_cpu_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
-
-
 def get_config(arg=None):
-  c = _small_cpu().get_config(arg)
+  # Written out in full: `small_cpu` has since moved to the default distribution.
+  c = config_lib.default()
+  c.outer_steps = 8000
   c.arch = "mlp"
   c.arch_hparams = config_lib.ml_collections.ConfigDict({"hidden_size": 16})
-  if arg != "tiny":
-    c.outer_steps = 8000
-    c.learning_rate = 3e-4
-    c.checkpoint_every = 1000
+  c.estimator = "pes"
+  c.sigma = 0.01
+  c.truncation_length = 25
+  c.min_horizon, c.max_horizon = 100, 1000
+  c.task_distribution = "small"
+  c.num_groups, c.num_slots, c.pool_size = 8, 8, 8
+  c.learning_rate = 3e-4
+  c.clip_norm = 1.0
+  c.checkpoint_every = 1000
+  c.eval_every, c.eval_num_tasks, c.eval_num_steps = 1000, 4, 500
+  c.final_table, c.final_table_tasks, c.final_table_steps = True, 8, 500
+  if arg == "tiny":
+    c.outer_steps, c.num_groups, c.num_slots, c.pool_size = 3, 1, 2, 1
+    c.truncation_length, c.min_horizon, c.max_horizon = 3, 5, 8
+    c.eval_every, c.final_table = 0, False
   return c
