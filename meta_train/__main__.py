@@ -7,7 +7,11 @@ anything compiles, with a message that names the fix.
 
 import sys
 
-from absl import app, flags, logging
+from learned_opt import xla_cpu
+
+xla_cpu.apply()  # before JAX starts its backend (see learned_opt/xla_cpu.py)
+
+from absl import app  # noqa: E402, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/NAME.py file.",

@@ -170,7 +170,11 @@ def build(c, arch, hp, mesh):
   opt_state = engine.put_global(jax.tree.map(np.asarray, tx.init(theta)), rep)
   if engine.is_pes(hp):
     init = engine.jit_pes_init(arch, hp, mesh)
-    states = tuple(init(jax.random.key_data(jax.random.fold_in(k_pes, i)), theta, p)
+    # One group at a time: with many groups dispatched at once, XLA:CPU on 2
+    # cores has been seen to deadlock (every thread idle on a futex, the
+    # first result never ready); init is cheap next to compiling it anyway.
+    states = tuple(jax.block_until_ready(
+        init(jax.random.key_data(jax.random.fold_in(k_pes, i)), theta, p))
                    for i, p in enumerate(pools))
   else:
     states = tuple(() for _ in groups)

@@ -26,6 +26,9 @@ import learned_opt
 import tasks
 from meta_train import engine
 from meta_train.base import PESHParams
+from learned_opt import xla_cpu  # noqa: E402
+
+xla_cpu.apply()  # before JAX starts its backend (learned_opt/xla_cpu.py)
 
 
 def bench(arch_name: str, family: str, spec, *, steps: int, num_slots: int = 8,

@@ -26,6 +26,9 @@ import numpy as np
 import optax
 
 import learned_opt
+from learned_opt import xla_cpu  # noqa: E402
+
+xla_cpu.apply()  # before JAX starts its backend (learned_opt/xla_cpu.py)
 
 TARGET_PARAMS = 1_179_648
 

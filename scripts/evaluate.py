@@ -16,6 +16,9 @@ import argparse
 import sys
 
 from learned_opt import eval as lo_eval
+from learned_opt import xla_cpu  # noqa: E402
+
+xla_cpu.apply()  # before JAX starts its backend (learned_opt/xla_cpu.py)
 
 
 def parse(argv: list[str]) -> lo_eval.EvalConfig:

@@ -29,6 +29,9 @@ import optax
 from sklearn.datasets import load_digits
 
 import learned_opt
+from learned_opt import xla_cpu  # noqa: E402
+
+xla_cpu.apply()  # before JAX starts its backend (learned_opt/xla_cpu.py)
 
 
 class MLP(nnx.Module):

@@ -11,6 +11,10 @@ from jaxtyping import install_import_hook  # noqa: E402
 
 install_import_hook(["learned_opt.flat", "learned_opt.features"], "beartype.beartype")
 
+from learned_opt import xla_cpu  # noqa: E402  (after the hook: this imports learned_opt)
+
+xla_cpu.apply()  # the XLA:CPU hang workaround, before the backend starts
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -1,6 +1,9 @@
 """The pretrained-optimizer recipe's pieces: augmentation in pools, warm start, held-out selection."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +13,9 @@ import pytest
 import learned_opt
 import tasks
 from meta_train import config as config_lib
+from learned_opt import xla_cpu
 from meta_train import engine, evaluation, train
+from tests.meta_train import helpers
 
 
 def _group():
@@ -101,3 +106,37 @@ def test_selection_score_handles_non_finite_losses():
   s = evaluation.summarize([0.25, 0.5], [float("inf"), 0.5])  # Adam diverged: task left out
   assert s[evaluation.SELECT] == pytest.approx(0.0) and s["eval_win_rate"] == 0.0
   assert evaluation.summarize([0.0], [0.0])[evaluation.SELECT] == 0.0  # both solved: a tie
+
+
+_LSTM_INIT = """
+import jax
+from meta_train import config as config_lib, engine, pes
+c = config_lib.load_file("configs/small_cpu.py")
+arch, hp = config_lib.validate(c)
+g = engine.Group("rnn_lm", tasks.get_family("rnn_lm").sample(jax.random.key(0)))
+g = engine.Group("rnn_lm", dataclasses.replace(g.spec, cell="lstm", hidden_size=32, embed_size=8,
+                 seq_len=16, batch_size=8, dataset="stdlib_bytes", vocab_size=256))
+pool = engine.build_pool(g, jax.random.key(1), num_slots=8, pool_size=1)
+init = jax.jit(lambda k, t, p: pes.init(k, arch, hp, t, p))
+jax.block_until_ready(init(jax.random.key(0), arch.init_meta(jax.random.key(0)), pool))
+print("done")
+"""
+
+
+def test_eight_lstm_slots_initialise_without_hanging():
+  # Regression test for the XLA:CPU hang that learned_opt.xla_cpu works around:
+  # without the flag this program waits forever (idle threads, no CPU).
+  code = ("from learned_opt import xla_cpu; xla_cpu.apply()\n"
+          "import dataclasses, tasks\n" + _LSTM_INIT)
+  r = subprocess.run([sys.executable, "-c", code], env=helpers.subprocess_env(), cwd=helpers.ROOT,
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]
+
+
+def test_xla_cpu_workaround_keeps_a_users_setting(monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  xla_cpu.apply()
+  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 " + xla_cpu.FLAG
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
+  xla_cpu.apply()
+  assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
