@@ -11,8 +11,8 @@ from learned_opt import xla_cpu
 
 xla_cpu.apply()  # before JAX starts its backend (see learned_opt/xla_cpu.py)
 
-from absl import app  # noqa: E402, flags, logging
-from ml_collections import config_flags
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/NAME.py file.",
                                           lock_config=True)
