@@ -9,7 +9,7 @@ import sys
 
 from learned_opt import xla_cpu
 
-xla_cpu.apply()  # before JAX starts its backend (see learned_opt/xla_cpu.py)
+xla_cpu.apply(ftz=True)  # before JAX starts its backend (see learned_opt/xla_cpu.py)
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

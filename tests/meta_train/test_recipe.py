@@ -140,3 +140,5 @@ def test_xla_cpu_workaround_keeps_a_users_setting(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
   xla_cpu.apply()
   assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+  xla_cpu.apply(ftz=True)
+  assert os.environ["XLA_FLAGS"].endswith(" --xla_cpu_ftz=true")
