@@ -285,7 +285,8 @@ def run(c, workdir: str) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, old_handler)
   done = step
   if stop.requested:
-    save(done)
+    if last_saved[0] != done:  # a SIGTERM before the first step: that checkpoint exists
+      save(done)
     logger.close()
     say(f"SIGTERM: saved a checkpoint at outer step {done} in {workdir}; exiting cleanly. "
         "Run the same command again to resume.")

@@ -23,14 +23,20 @@ _run = helpers.run_cli
 
 
 def _start_and_signal(workdir, sig, when_checkpoints, *extra):
-  """Starts the CLI, sends ``sig`` once ``when_checkpoints`` checkpoints exist."""
+  """Starts the CLI, sends ``sig`` once it has written ``when_checkpoints`` new checkpoints.
+
+  Checkpoints a killed earlier run left behind do not count: signalling on
+  those would hit the new process while it is still starting up.
+  """
+  ckpt = os.path.join(workdir, "checkpoints")
+  before = set(os.listdir(ckpt)) if os.path.isdir(ckpt) else set()
   proc = subprocess.Popen(helpers.cli(workdir, *extra), env=helpers.subprocess_env(),
                           cwd=helpers.ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
-  ckpt = os.path.join(workdir, "checkpoints")
   deadline = time.time() + 150
   while time.time() < deadline and proc.poll() is None:
-    done = [d for d in os.listdir(ckpt) if d.isdigit()] if os.path.isdir(ckpt) else []
+    done = ([d for d in os.listdir(ckpt) if d.isdigit() and d not in before]
+            if os.path.isdir(ckpt) else [])
     if len(done) >= when_checkpoints:
       break
     time.sleep(0.005)
@@ -68,7 +74,8 @@ def test_resume_after_sigkill_and_sigterm_is_bit_exact(uninterrupted, tmp_path):
   code, out = _start_and_signal(tmp_path, signal.SIGTERM, 3, *LONG)
   if code == 0 and "SIGTERM" not in out:
     pytest.fail("the run finished before SIGTERM arrived; make LONG longer")
-  assert code == 0 and "Resuming from checkpoint" in out and "SIGTERM: saved a checkpoint" in out
+  assert code == 0 and "Resuming from checkpoint" in out and "SIGTERM: saved a checkpoint" in out, (
+      out[-3000:])
   r = _run(tmp_path, *LONG)
   assert r.returncode == 0 and "Resuming from checkpoint" in r.stdout, r.stderr[-3000:]
   _, theta_full = learned_opt.load_meta(str(full_dir / "export" / "final"))

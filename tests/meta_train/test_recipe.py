@@ -142,3 +142,20 @@ def test_xla_cpu_workaround_keeps_a_users_setting(monkeypatch):
   assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
   xla_cpu.apply(ftz=True)
   assert os.environ["XLA_FLAGS"].endswith(" --xla_cpu_ftz=true")
+
+
+def test_sigterm_right_after_resume_exits_cleanly(tmp_path, monkeypatch):
+  # A SIGTERM that lands before the first step of a resumed run used to re-save
+  # the checkpoint it had just restored, which orbax refuses (exit code 1).
+  c = _cfg(outer_steps=2, checkpoint_every=1, eval_every=0, progress=False)
+  assert train.run(c, str(tmp_path))["step"] == 2
+
+  class StopAtOnce(train._Stop):
+    def __init__(self):
+      super().__init__()
+      self.requested = True
+
+  monkeypatch.setattr(train, "_Stop", StopAtOnce)
+  c.outer_steps = 4
+  out = train.run(c, str(tmp_path))
+  assert out == {"stopped": True, "step": 2}
