@@ -2,7 +2,7 @@
 
 Command:  python -m meta_train --config configs/pretrained_mlp.py --workdir runs/pretrained_mlp
 Hardware: 2 CPU cores. Runtime: ~15-25 min (8,000 outer steps).
-What it does: the `small_cpu` recipe (truncated PES, truncation 25, 8 task
+What it does: the then `small_cpu` recipe (truncated PES, truncation 25, 8 task
 groups from the "small" distribution, horizons 100-1000, held-out evaluation
 every 1000 steps keeping the best theta as export/best) with the `mlp` learned
 optimizer (hidden 16, 435 meta-parameters) and an outer LR of 3e-4. Why not

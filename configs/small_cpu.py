@@ -1,4 +1,4 @@
-"""small_cpu: the recipe of the shipped optimizer `mlp-cpu-v1`; ~1.5 hours on 2 CPU cores.
+"""small_cpu: the recipe of the shipped optimizer `mlp-small-cpu-v1`; ~1 hour on 2 CPU cores.
 
 Command:  python -m meta_train --config configs/small_cpu.py --workdir runs/small_cpu
 Hardware: 2 CPU cores (more cores or a GPU only make it faster). Runtime: see

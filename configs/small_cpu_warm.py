@@ -12,20 +12,14 @@ Expected result: the measured curves and held-out scores are in
 docs/pretrained.md ("Attempts").
 """
 
-import importlib.util
 import pathlib
 
-
-def _small_cpu():
-  path = pathlib.Path(__file__).with_name("small_cpu.py")
-  spec = importlib.util.spec_from_file_location("small_cpu_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+from meta_train import config as config_lib
 
 
 def get_config(arg=None):
-  c = _small_cpu().get_config(arg)
+  path = pathlib.Path(__file__).with_name("small_cpu.py")
+  c = config_lib.load_file(f"{path}:{arg}" if arg else str(path))
   c.init_from = "mlp-demo-v0"
   if arg != "tiny":
     c.learning_rate = 3e-4

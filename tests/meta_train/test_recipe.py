@@ -45,7 +45,7 @@ def test_reparam_pool_wraps_every_task_and_keeps_the_loss():
 
 
 def _cfg(**kw):
-  c = config_lib.load_file(f"{config_lib.__file__.rsplit('/', 2)[0]}/configs/tiny.py")
+  c = config_lib.load_file(os.path.join(helpers.ROOT, "configs", "tiny.py"))
   c.arch, c.arch_hparams = "mlp", config_lib.ml_collections.ConfigDict({"hidden_size": 16})
   for k, v in kw.items():
     c[k] = v
