@@ -1,6 +1,6 @@
 """Evaluate learned optimizers against hand-designed baselines on a task suite.
 
-Parses flags and calls ``learned_opt.eval.evaluate``; all logic lives there.
+Parses flags and calls ``meta_train.evaluation.evaluate``; all logic lives there.
 See docs/evaluation.md.
 
   python scripts/evaluate.py --optimizer mlp --optimizer demo=runs/demo/export/final \
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from learned_opt import eval as lo_eval
+from meta_train import evaluation as lo_eval
 from learned_opt import xla_cpu  # noqa: E402
 
 xla_cpu.apply()  # before JAX starts its backend (learned_opt/xla_cpu.py)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt.eval.base import HParams
+from meta_train.evaluation.base import HParams
 
 Schedule = Callable[[jax.Array], jax.Array]
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt.eval.base import HParams, Params, PRNGKey, RunRecord, Setting
+from meta_train.evaluation.base import HParams, Params, PRNGKey, RunRecord, Setting
 
 MakeTx = Callable[[HParams, int], optax.GradientTransformation]
 # step -> trainable top-level parameter groups (None: all); used by FreezeOut.

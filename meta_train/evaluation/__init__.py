@@ -1,4 +1,4 @@
-"""learned_opt.eval: does a learned optimizer beat what a researcher would otherwise use?
+"""meta_train.evaluation: does a learned optimizer beat what a researcher would otherwise use?
 
 How the parts fit: ``base.py`` holds the types (``Setting``, ``RunRecord``,
 ``EvalError``). ``runner.py`` trains a task with any optax transform in jitted
@@ -13,9 +13,11 @@ win rate, IQM and bootstrap CIs; ``report.py`` writes ``report.md`` and plots;
 ``evaluate.py`` drives it all, resumably. The CLI is ``scripts/evaluate.py``.
 """
 
-from learned_opt.eval.base import EvalError, RunRecord, Setting
-from learned_opt.eval.baselines import Baseline, get_baseline, register_baseline
-from learned_opt.eval.baselines import baselines as baseline_names
-from learned_opt.eval.evaluate import EvalConfig, evaluate, prepare
-from learned_opt.eval.optimizers import ABLATIONS
-from learned_opt.eval.suites import load_suite, resolve_tasks, suite_names
+from meta_train.evaluation.base import EvalError, RunRecord, Setting
+from meta_train.evaluation.baselines import Baseline, get_baseline, register_baseline
+from meta_train.evaluation.baselines import baselines as baseline_names
+from meta_train.evaluation.evaluate import EvalConfig, evaluate, prepare
+from meta_train.evaluation.optimizers import ABLATIONS
+from meta_train.evaluation.suites import load_suite, resolve_tasks, suite_names
+from meta_train.evaluation.validation import (SELECT, adam_reference, compare, format_table,
+                                              held_out_tasks, learned_scores, summarize)

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 import tasks
-from learned_opt.eval.base import EvalError
+from meta_train.evaluation.base import EvalError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Suite:
 
 
 def _dir():
-  return importlib.resources.files("learned_opt") / "eval" / "suites"
+  return importlib.resources.files("meta_train") / "evaluation" / "suites"
 
 
 def suite_names() -> list[str]:

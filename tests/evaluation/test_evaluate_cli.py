@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from learned_opt.eval import suites
+from meta_train.evaluation import suites
 
 _SPEC = importlib.util.spec_from_file_location(
     "evaluate_cli", os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "evaluate.py"))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import learned_opt
-from learned_opt.eval import optimizers
-from learned_opt.eval.base import EvalError
+from meta_train.evaluation import optimizers
+from meta_train.evaluation.base import EvalError
 
 
 def test_resolve_names_files_and_errors(tmp_path):

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt.eval import runner, schedules
-from learned_opt.eval.base import EvalError, HParams, Params, RunRecord, Setting
+from meta_train.evaluation import runner, schedules
+from meta_train.evaluation.base import EvalError, HParams, Params, RunRecord, Setting
 
 BaselineFn = Callable[[Any, int, Setting], RunRecord]
 ADAM_GRID = tuple(float(x) for x in np.logspace(-4, 0, 14))

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 import learned_opt
-from learned_opt.eval.base import EvalError, HParams
+from meta_train.evaluation.base import EvalError, HParams
 
 ABLATIONS = ("no_loss", "no_fraction", "no_momenta")
 _HUGE_HORIZON = 2**30

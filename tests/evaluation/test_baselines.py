@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import tasks
-from learned_opt.eval import baselines, runner, schedules
-from learned_opt.eval.base import EvalError, Setting
+from meta_train.evaluation import baselines, runner, schedules
+from meta_train.evaluation.base import EvalError, Setting
 
 SETTING = Setting(num_steps=40, num_points=8, num_evals=2, snapshot_cycles=2).check()
 

@@ -24,11 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import tasks
-from learned_opt.eval import baselines as baselines_lib
-from learned_opt.eval import optimizers as optimizers_lib
-from learned_opt.eval import report as report_lib
-from learned_opt.eval import runner, suites
-from learned_opt.eval.base import EvalError, RunRecord, Setting
+from meta_train.evaluation import baselines as baselines_lib
+from meta_train.evaluation import optimizers as optimizers_lib
+from meta_train.evaluation import report as report_lib
+from meta_train.evaluation import runner, suites
+from meta_train.evaluation.base import EvalError, RunRecord, Setting
 
 RESULTS_VERSION = 1
 REFERENCE = "adam_tuned"  # every metric is relative to it, so it always runs

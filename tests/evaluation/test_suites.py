@@ -3,8 +3,8 @@
 import pytest
 
 import tasks
-from learned_opt.eval import suites
-from learned_opt.eval.base import EvalError
+from meta_train.evaluation import suites
+from meta_train.evaluation.base import EvalError
 
 
 def test_a_suite_per_family_plus_tiny_and_heldout():

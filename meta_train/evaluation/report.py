@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from learned_opt.eval import metrics
+from meta_train.evaluation import metrics
 
 REFERENCE = "adam_tuned"
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from learned_opt.eval import metrics
+from meta_train.evaluation import metrics
 
 STEPS = [10, 20, 30, 40]
 
