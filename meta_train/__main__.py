@@ -1,5 +1,8 @@
 """``python -m meta_train --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]``.
 
+``--import MODULE`` (repeatable) first imports a plug-in: a task family,
+estimator or architecture defined outside the repo (``meta_train/plugins.py``).
+
 Thin by design (flax examples/mnist/main.py): parse flags, load the config,
 call ``meta_train.train.run``. Bad flags and config values fail here, before
 anything compiles, with a message that names the fix.
@@ -14,14 +17,19 @@ xla_cpu.apply(ftz=True)  # before JAX starts its backend (see learned_opt/xla_cp
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from meta_train import config as config_lib  # noqa: E402
+from meta_train import plugins, train  # noqa: E402
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/NAME.py file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and exports.")
+# Read by _parse before the other flags (see plugins.scan_argv); defined so absl accepts it.
+flags.DEFINE_multi_string("import", [], "A module or .py file to import first: a task family, "
+                          "estimator or architecture defined outside the repo (repeatable).")
 
 
 def _unknown_key_hint(argv) -> str | None:
   """Names the unknown ``--config.KEY`` in ``argv``, its close matches and the valid keys."""
-  from meta_train import config as config_lib  # pylint: disable=g-import-not-at-top
   spec = None
   for i, arg in enumerate(argv):
     if arg == "--config" and i + 1 < len(argv):
@@ -43,6 +51,12 @@ def _unknown_key_hint(argv) -> str | None:
 
 
 def _parse(argv):
+  # Plug-ins first: the config file may name a family or estimator they register.
+  try:
+    plugins.import_all(plugins.scan_argv(argv[1:]))
+  except plugins.PluginError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
@@ -55,7 +69,6 @@ def _parse(argv):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
-  from meta_train import config as config_lib, train  # pylint: disable=g-import-not-at-top
   if _CONFIG.value is None or _WORKDIR.value is None:
     print("error: --config and --workdir are required, e.g. python -m meta_train "
           "--config configs/tiny.py --workdir runs/tiny", file=sys.stderr)

@@ -6,6 +6,7 @@ See docs/evaluation.md.
   python scripts/evaluate.py --optimizer mlp --optimizer demo=runs/demo/export/final \
       --tasks heldout --steps 1000 --seeds 3 --out eval_out/heldout --ablations
 
+--import MODULE imports a task family (or architecture) defined outside the repo first.
 NAME_OR_PATH is an architecture name (untrained theta), a pretrained name or a
 file written by learned_opt.save (or a VeLO checkpoint); prefix LABEL= to name it.
 """
@@ -15,16 +16,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meta_train import evaluation as lo_eval
-from learned_opt import xla_cpu  # noqa: E402
+from learned_opt import xla_cpu
 
 xla_cpu.apply()  # before JAX starts its backend (learned_opt/xla_cpu.py)
+
+from meta_train import evaluation as lo_eval  # noqa: E402
+from meta_train import plugins  # noqa: E402
 
 
 def parse(argv: list[str]) -> lo_eval.EvalConfig:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--optimizer", action="append", default=[], metavar="[LABEL=]NAME_OR_PATH",
                  help="a learned optimizer to evaluate; repeat for several")
+  p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                 help="a module or .py file to import first (a task family or learned "
+                 "optimizer defined outside the repo); repeatable")
   p.add_argument("--tasks", required=True, metavar="SUITE_OR_NAMES",
                  help=f"comma-separated suites {lo_eval.suite_names()} and/or task families")
   p.add_argument("--steps", type=int, default=None,
@@ -53,8 +59,9 @@ def parse(argv: list[str]) -> lo_eval.EvalConfig:
 
 def main(argv: list[str]) -> int:
   try:
+    plugins.import_all(plugins.scan_argv(argv))  # before --tasks and --optimizer are resolved
     lo_eval.evaluate(parse(argv), log=lambda s: print(s, flush=True))
-  except lo_eval.EvalError as e:
+  except (lo_eval.EvalError, plugins.PluginError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0

@@ -11,6 +11,15 @@ resolves learned optimizers and their input ablations. ``suites.py`` reads the
 task suites in ``suites/*.json``. ``metrics.py`` defines final loss, speedup,
 win rate, IQM and bootstrap CIs; ``report.py`` writes ``report.md`` and plots;
 ``evaluate.py`` drives it all, resumably. The CLI is ``scripts/evaluate.py``.
+
+The same pieces serve meta-training (``validation.py``): periodic
+meta-validation, the choice of ``export/best`` and the main job's final table
+train each task with :func:`run_learned` and score it against the
+``adam_tuned`` baseline with :func:`against_reference`, exactly as the report
+does. The layer sits above ``learned_opt`` and ``tasks`` (which know nothing of
+it); what it needs from a task beyond the core contract (predictions for
+snapshot ensembles, the layer order for FreezeOut and layer-wise LRs) is the
+optional part of ``tasks.Task``.
 """
 
 from meta_train.evaluation.base import EvalError, RunRecord, Setting
@@ -19,5 +28,7 @@ from meta_train.evaluation.baselines import baselines as baseline_names
 from meta_train.evaluation.evaluate import EvalConfig, evaluate, prepare
 from meta_train.evaluation.optimizers import ABLATIONS
 from meta_train.evaluation.suites import load_suite, resolve_tasks, suite_names
-from meta_train.evaluation.validation import (SELECT, adam_reference, compare, format_table,
-                                              held_out_tasks, learned_scores, summarize)
+from meta_train.evaluation.metrics import against_reference
+from meta_train.evaluation.optimizers import run_learned
+from meta_train.evaluation.validation import (SELECT, Validator, final_table, format_table,
+                                              held_out_tasks, summarize)

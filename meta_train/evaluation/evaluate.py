@@ -87,14 +87,13 @@ def _theta_digest(theta: Any) -> str:
 def _learned_methods(spec: optimizers_lib.LearnedOptimizerSpec, ablations: bool) -> list[Method]:
   info = {"source": spec.source, "arch": spec.arch.name, "hparams": spec.arch.hparams(),
           "theta_sha256": _theta_digest(spec.theta)}
-  make_tx = optimizers_lib.LearnedTx(spec.arch)
   variants = [None] + (list(optimizers_lib.ABLATIONS) if ablations else [])
   if not optimizers_lib.supports_momenta_ablation(spec) and "no_momenta" in variants:
     variants.remove("no_momenta")
   out = []
   for ab in variants:
-    hp = optimizers_lib.hparams_for(spec, ab)
-    fn = lambda task, seed, setting, hp=hp: runner.run(make_tx, hp, task, seed, setting).record
+    fn = lambda task, seed, setting, ab=ab: optimizers_lib.run_learned(
+        spec.arch, spec.theta, task, seed, setting, ablation=ab)
     name = spec.label if ab is None else f"{spec.label}[{ab}]"
     out.append(Method(name, "learned", {**info, "ablation": ab, "of": spec.label}, fn))
   return out
@@ -185,11 +184,6 @@ def run_key(task_id: str, method: str, seed: int) -> str:
   return f"{task_id}|{method}|{seed}"
 
 
-def _normalized(task: Any, x: float) -> float:
-  with jax.numpy_dtype_promotion("standard"):
-    return float(task.normalizer(jnp.float32(x if np.isfinite(x) else np.inf)))
-
-
 def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs the evaluation ``cfg`` describes (resuming) and writes results and report.
 
@@ -214,8 +208,8 @@ def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str
                              "spec": json.loads(tasks.spec_to_json(spec))["spec"]}
     t0 = time.perf_counter()
     rec = method.fn(task, seed, plan.setting)
-    rec.extra["norm_final_train"] = _normalized(task, rec.train[-1])
-    rec.extra["norm_final_eval"] = _normalized(task, rec.eval[-1])
+    rec.extra["norm_final_train"] = runner.normalized(task, rec.train[-1])
+    rec.extra["norm_final_eval"] = runner.normalized(task, rec.eval[-1])
     results["runs"][run_key(tid, method.name, seed)] = rec.to_json()
     _save(path, results)
     log(f"[{i + 1}/{len(todo)}] {task.name} {method.name} seed {seed}: final train "

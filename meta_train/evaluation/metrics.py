@@ -94,3 +94,42 @@ def bootstrap_ci(by_task: dict[str, Sequence[float]], stat: Callable[[np.ndarray
                                     for g in (groups[j] for j in picked)]))
   a = (1 - level) / 2
   return float(point), float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+
+
+_FLOOR = 1e-6  # losses at or below this count as solved (a ratio of two zeros is noise)
+
+
+def log_ratio(final: float, adam_final: float) -> float:
+  """``log(final / adam_final)`` with both floored at 1e-6; a diverged ``final`` counts as
+  10x Adam's loss, so it scores badly but finitely (one diverged task cannot swamp a mean).
+
+  Examples:
+    >>> round(log_ratio(0.5, 1.0), 3)
+    -0.693
+    >>> round(log_ratio(float("inf"), 1.0), 3)
+    2.303
+  """
+  if not np.isfinite(final):
+    final = 10.0 * max(adam_final, _FLOOR)
+  return float(np.log(max(final, _FLOOR) / max(adam_final, _FLOOR)))
+
+
+def against_reference(train: Sequence[float], train_steps: Sequence[int],
+                      ref: dict, num_steps: int, cap: float) -> dict[str, float | int | None]:
+  """A run's training curve scored against tuned Adam's record ``ref`` on the same task and seed.
+
+  This is the one comparison every consumer uses (the report, meta-validation and
+  ``export/best`` selection, the main job's table). ``ref`` is tuned Adam's
+  ``RunRecord`` as JSON: ``train`` (its best-LR curve) and ``extra['long_train']`` /
+  ``extra['long_train_steps']`` (that LR continued to ``cap * num_steps``).
+
+  Returns:
+    ``final`` (the run's final loss), ``adam_final``, ``win``, ``speedup``,
+    ``log_ratio`` and ``steps_to_adam`` (see the module docstring).
+  """
+  final, adam_final = final_loss(train), final_loss(ref["train"])
+  return {"final": final, "adam_final": adam_final, "win": win(final, adam_final),
+          "speedup": speedup(ref["extra"]["long_train"], ref["extra"]["long_train_steps"],
+                             final, num_steps, cap),
+          "log_ratio": log_ratio(final, adam_final),
+          "steps_to_adam": steps_to_reach(train, train_steps, adam_final)}

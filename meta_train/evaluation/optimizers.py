@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import optax
 
 import learned_opt
-from meta_train.evaluation.base import EvalError, HParams
+from meta_train.evaluation import runner
+from meta_train.evaluation.base import EvalError, HParams, RunRecord, Setting
 
 ABLATIONS = ("no_loss", "no_fraction", "no_momenta")
 _HUGE_HORIZON = 2**30
@@ -110,3 +111,15 @@ def hparams_for(spec: LearnedOptimizerSpec, ablation: str | None) -> HParams:
   on = lambda name: jnp.float32(ablation != name)
   return {"theta": spec.theta, "loss_on": on("no_loss"), "fraction_on": on("no_fraction"),
           "mom_on": on("no_momenta")}
+
+
+def run_learned(arch: Any, theta: Any, task: Any, seed: int, setting: Setting, *,
+                ablation: str | None = None) -> RunRecord:
+  """Trains ``task`` with ``arch.as_optax(theta)`` (optionally ablated) for one seed.
+
+  The one way a learned optimizer is run for evaluation: the benchmark, the
+  meta-validation that picks ``export/best`` and the main job's table all call it,
+  so they see the same program, batches and initial parameters as every baseline.
+  """
+  spec = LearnedOptimizerSpec("", arch, theta, "")
+  return runner.run(LearnedTx(arch), hparams_for(spec, ablation), task, seed, setting).record

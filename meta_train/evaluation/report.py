@@ -48,21 +48,18 @@ def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
       ref = runs.get(f"{tid}|{REFERENCE}|{seed}")
       if ref is None:
         continue
-      adam_final = metrics.final_loss(ref["train"])
       for m in plan["methods"]:
         r = runs.get(f"{tid}|{m}|{seed}")
         if r is None:
           continue
-        final = metrics.final_loss(r["train"])
+        cmp = metrics.against_reference(r["train"], r["train_steps"], ref, n, cap)
         rows.append({
-            "task": tid, "method": m, "seed": seed, "final": final,
+            "task": tid, "method": m, "seed": seed, "final": cmp["final"],
             "eval": metrics.final_loss(r["eval"]),
             "norm_final": r["extra"]["norm_final_train"],
             "norm_eval": r["extra"]["norm_final_eval"],
-            "speedup": metrics.speedup(ref["extra"]["long_train"],
-                                       ref["extra"]["long_train_steps"], final, n, cap),
-            "win": metrics.win(final, adam_final),
-            "steps_to_adam": metrics.steps_to_reach(r["train"], r["train_steps"], adam_final),
+            "speedup": cmp["speedup"], "win": cmp["win"], "log_ratio": cmp["log_ratio"],
+            "steps_to_adam": cmp["steps_to_adam"],
             "steps": r["steps"], "seconds": r["compile_s"] + r["run_s"],
             "compile_s": r["compile_s"], "run_s": r["run_s"], "extra": r["extra"]})
   return rows

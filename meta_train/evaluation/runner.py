@@ -53,6 +53,12 @@ def eval_loss(task: Any, params: Params, key: PRNGKey, num_batches: int) -> jax.
   return jnp.mean(jax.vmap(one)(jax.random.split(key, num_batches)))
 
 
+def normalized(task: Any, loss: float) -> float:
+  """``task.normalizer`` of a host float (NaN/inf: the normaliser's maximum)."""
+  with jax.numpy_dtype_promotion("standard"):
+    return float(task.normalizer(jnp.float32(loss if np.isfinite(loss) else np.inf)))
+
+
 def _grads(task: Any, params: Params, key: PRNGKey, batch: Any,
            trainable: tuple[str, ...] | None) -> tuple[jax.Array, Params]:
   """Loss and gradient; with ``trainable``, only those top-level groups are differentiated.
