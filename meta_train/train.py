@@ -132,12 +132,13 @@ def plot_meta_loss(workdir: str) -> str:
   fig, ax = plt.subplots(figsize=(6, 4))
   ax.plot([r["step"] for r in rows if "meta_loss" in r],
           [r["meta_loss"] for r in rows if "meta_loss" in r], label="meta-loss (train)")
-  ev = [r for r in rows if "eval_learned" in r]
+  ev = [r for r in rows if "val_learned" in r]
   if ev:
-    ax.plot([r["step"] for r in ev], [r["eval_learned"] for r in ev], "o-", label="held-out: learned")
-    ax.plot([r["step"] for r in ev], [r["eval_adam"] for r in ev], "s--", label="held-out: Adam")
+    ax.plot([r["step"] for r in ev], [r["val_learned"] for r in ev], "o-", label="held-out: learned")
+    ax.plot([r["step"] for r in ev], [r["val_adam_tuned"] for r in ev], "s--",
+            label="held-out: tuned Adam")
   ax.set_xlabel("outer step")
-  ax.set_ylabel("normalised loss")
+  ax.set_ylabel("normalised (final training) loss")
   ax.legend()
   path = os.path.join(workdir, "meta_loss.png")
   fig.savefig(path, dpi=100)
@@ -216,9 +217,10 @@ def run(c, workdir: str) -> dict[str, Any]:
   step_fn = engine.jit_outer_step(arch, hp, tx, mesh)
   run_key = jax.random.fold_in(jax.random.key(c.seed), 4)
   eval_key = jax.random.fold_in(jax.random.key(c.seed), 5)
-  eval_tasks = (evaluation.held_out_tasks(eval_key, c.eval_num_tasks,
-                                          distribution=c.task_distribution, family=c.task_family)
-                if c.eval_every else [])
+  validator = (evaluation.Validator(
+      evaluation.held_out_tasks(eval_key, c.eval_num_tasks, distribution=c.task_distribution,
+                                family=c.task_family),
+      evaluation.validation.setting(c.eval_num_steps)) if c.eval_every else None)
   logger = Logger(workdir, step0)
   stop = _Stop()
   old_handler = signal.signal(signal.SIGTERM, stop)
@@ -242,7 +244,6 @@ def run(c, workdir: str) -> dict[str, Any]:
   best = min(((r[evaluation.SELECT], r["step"]) for r in read_metrics(
       os.path.join(workdir, "metrics.jsonl")) if evaluation.SELECT in r and r["step"] <= step0),
              default=(math.inf, -1))
-  adam_ref = []  # Adam's held-out scores: theta-independent, so computed once
   theta, opt_state, gstates = state.theta, state.opt_state, list(state.groups)
   last = {}
   step = step0
@@ -262,16 +263,11 @@ def run(c, workdir: str) -> dict[str, Any]:
       state = engine.OuterState(np.asarray(step + 1, np.int32), theta, opt_state, tuple(gstates))
       if c.eval_every and (step + 1) % c.eval_every == 0 and is_main:
         # On process 0 only, from its replica of theta: only it logs and exports.
-        if not adam_ref:
-          adam_ref[:] = evaluation.adam_reference(eval_tasks, num_steps=c.eval_num_steps,
-                                                  adam_lr=c.eval_adam_lr, key=eval_key)
-        learned = evaluation.learned_scores(arch, engine.to_host(theta), eval_tasks,
-                                            num_steps=c.eval_num_steps, key=eval_key)
-        metrics.update(evaluation.summarize(learned, adam_ref))
+        metrics.update(validator.score(arch, engine.to_host(theta)))
         if metrics[evaluation.SELECT] < best[0]:
           best = (metrics[evaluation.SELECT], step + 1)
           learned_opt.save(os.path.join(workdir, "export", "best"), arch, engine.to_host(theta))
-      if (step + 1) % c.log_every == 0 or "eval_learned" in metrics:
+      if (step + 1) % c.log_every == 0 or evaluation.SELECT in metrics:
         logger.write(step + 1, metrics)
       last = metrics
       bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}",
@@ -322,7 +318,8 @@ def run(c, workdir: str) -> dict[str, Any]:
 def final_table(c, arch, theta) -> list[dict]:
   """Meta-trained theta vs Adam (default LR, best swept LR) on held-out tasks."""
   key = jax.random.fold_in(jax.random.key(c.seed), 6)
-  task_list = evaluation.held_out_tasks(key, c.final_table_tasks,
-                                        distribution=c.task_distribution, family=c.task_family)
-  return evaluation.compare(arch, theta, task_list, num_steps=c.final_table_steps,
-                            adam_lr=c.eval_adam_lr, sweep=tuple(c.adam_sweep), key=key)
+  validator = evaluation.Validator(
+      evaluation.held_out_tasks(key, c.final_table_tasks, distribution=c.task_distribution,
+                                family=c.task_family),
+      evaluation.validation.setting(c.final_table_steps))
+  return evaluation.final_table(arch, theta, validator)
