@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from typing import Any, Callable
 
 import jax
@@ -90,64 +89,52 @@ def final_loss(record: RunRecord) -> float:
   return float(x) if np.isfinite(x) else float("inf")
 
 
-_RANK = {"Embed": 0, "position": 0, "Conv": 1, "SimpleCell": 2, "LSTMCell": 2, "GRUCell": 2,
-         "Block": 2, "LayerNorm": 3, "Dense": 4}
+def _layer_labels(order: tuple[str, ...]) -> Callable[[Params], Params]:
+  """``params -> labels``: each top-level group labelled by its index in ``order``."""
+  return lambda params: {k: jax.tree.map(lambda _: order.index(k), v) for k, v in params.items()}
 
 
-def layer_order(params: Params) -> list[str]:
-  """Top-level parameter groups from input to output.
+@dataclasses.dataclass(frozen=True)
+class LayerwiseAdam:
+  """Adam per layer (``optax.partition``); layer i (input = 0) at ``hparams["layer_lrs"][i]``.
 
-  flax names submodules ``<Type>_<index>``; the order is embeddings, convs,
-  recurrent cells / transformer blocks, final norms, dense layers, each by
-  index (the task families build their models in that order). Unknown names
-  rank with the middle layers.
-
-  Examples:
-    >>> layer_order({"Dense_1": 0, "Dense_0": 0, "Conv_0": 0, "Dense_10": 0})
-    ['Conv_0', 'Dense_0', 'Dense_1', 'Dense_10']
+  ``order`` is the task's ``layer_order`` (a static, hashable tuple), so one
+  program serves every LR vector.
   """
+  order: tuple[str, ...]
 
-  def key(name: str):
-    m = re.fullmatch(r"([A-Za-z]+)_?(\d*)", name)
-    kind, idx = (m.group(1), int(m.group(2) or 0)) if m else (name, 0)
-    return (_RANK.get(kind, 2), idx, name)
-
-  return sorted(params, key=key)
-
-
-def _layer_labels(params: Params) -> Params:
-  order = layer_order(params)
-  return {k: jax.tree.map(lambda _: order.index(k), v) for k, v in params.items()}
+  def __call__(self, hparams: HParams, num_steps: int) -> optax.GradientTransformation:
+    del num_steps
+    lrs = hparams["layer_lrs"]
+    return optax.partition({i: optax.adam(lrs[i]) for i in range(lrs.shape[0])},
+                           _layer_labels(self.order))
 
 
-def layerwise_adam(hparams: HParams, num_steps: int) -> optax.GradientTransformation:
-  """Adam per layer (``optax.partition``); layer i (input = 0) at ``hparams["layer_lrs"][i]``."""
-  del num_steps
-  lrs = hparams["layer_lrs"]
-  return optax.partition({i: optax.adam(lrs[i]) for i in range(lrs.shape[0])}, _layer_labels)
-
-
-def freezeout_adam(hparams: HParams, num_steps: int) -> optax.GradientTransformation:
+@dataclasses.dataclass(frozen=True)
+class FreezeoutAdam:
   """Adam per layer with FreezeOut's per-layer cosine, reaching 0 at ``t_i * num_steps``.
 
   The initial LR of layer i is scaled by ``1 / t_i`` (Brock et al.'s "scaled"
   variant), so each layer's summed LR matches a full-length cosine.
   """
-  t_freeze = hparams["t_freeze"]
+  order: tuple[str, ...]
 
-  def schedule(i):
-    def lr(count):
-      frac = jnp.minimum(count / (t_freeze[i] * num_steps), 1.0)
-      return 0.5 * hparams["lr"] / t_freeze[i] * (1.0 + jnp.cos(jnp.pi * frac))
-    return lr
+  def __call__(self, hparams: HParams, num_steps: int) -> optax.GradientTransformation:
+    t_freeze = hparams["t_freeze"]
 
-  return optax.partition({i: optax.adam(schedule(i)) for i in range(t_freeze.shape[0])},
-                         _layer_labels)
+    def schedule(i):
+      def lr(count):
+        frac = jnp.minimum(count / (t_freeze[i] * num_steps), 1.0)
+        return 0.5 * hparams["lr"] / t_freeze[i] * (1.0 + jnp.cos(jnp.pi * frac))
+      return lr
+
+    return optax.partition({i: optax.adam(schedule(i)) for i in range(t_freeze.shape[0])},
+                           _layer_labels(self.order))
 
 
-def _param_groups(task: Any) -> list[str]:
-  shapes = jax.eval_shape(task.init, jax.random.key(0))
-  return layer_order(shapes)
+def layer_order(task: Any) -> tuple[str, ...]:
+  """The task's top-level parameter groups, input to output (``Task.layer_order``)."""
+  return tuple(task.layer_order(jax.eval_shape(task.init, jax.random.key(0))))
 
 
 # ----------------------------------------------------------------------------
@@ -321,10 +308,10 @@ def one_cycle(task: Any, seed: int, setting: Setting) -> RunRecord:
 @register_baseline("discriminative", "Adam per layer (optax.partition), top layer at 3e-3, each "
                    "layer below divided by 2.6 (ULMFiT)", "1 run (none)")
 def discriminative(task: Any, seed: int, setting: Setting) -> RunRecord:
-  num_layers = len(_param_groups(task))
-  lrs = BASE_LR / 2.6 ** np.arange(num_layers - 1, -1, -1)
+  order = layer_order(task)
+  lrs = BASE_LR / 2.6 ** np.arange(len(order) - 1, -1, -1)
   hp = {"layer_lrs": jnp.asarray(lrs, jnp.float32)}
-  rec = runner.run(layerwise_adam, hp, task, seed, setting).record
+  rec = runner.run(LayerwiseAdam(order), hp, task, seed, setting).record
   rec.extra = {"layer_lrs": lrs.tolist()}
   return rec
 
@@ -332,19 +319,6 @@ def discriminative(task: Any, seed: int, setting: Setting) -> RunRecord:
 # ----------------------------------------------------------------------------
 # Snapshot ensembles and FreezeOut.
 # ----------------------------------------------------------------------------
-
-
-def _predict(task: Any, params: Params, batch: Any) -> tuple[jax.Array, jax.Array]:
-  """``(logits, labels)`` of a classifier or language-model task."""
-  if "label" in batch:
-    return task.model.apply({"params": params}, batch["image"]), batch["label"]
-  tokens = batch["tokens"]
-  return task.model.apply({"params": params}, tokens[:, :-1]), tokens[:, 1:]
-
-
-def has_predictions(task: Any) -> bool:
-  """Whether the task exposes a predictive distribution (image classifiers, LMs)."""
-  return hasattr(task, "model") and (hasattr(task, "num_classes") or hasattr(task, "vocab_size"))
 
 
 @functools.partial(jax.jit, static_argnames=("num_batches",))
@@ -355,7 +329,7 @@ def _ensemble_stats(task: Any, snapshots: Params, key: jax.Array, *,
   def one(k):
     batch = task.sample_batch(jax.random.split(k)[0], "eval")
     # The same eval batches as runner.eval_loss.
-    logits, labels = jax.vmap(lambda p: _predict(task, p, batch))(snapshots)
+    logits, labels = jax.vmap(lambda p: task.predict(p, batch))(snapshots)
     labels = labels[0]
     logp = jax.nn.log_softmax(logits)  # (M, ..., classes)
     ens = jax.nn.logsumexp(logp, axis=0) - jnp.log(logp.shape[0])
@@ -378,7 +352,7 @@ def snapshot_ensemble(task: Any, seed: int, setting: Setting) -> RunRecord:
   keep = [n * (i + 1) // m for i in range(m)]
   out = _adam_run(sched, task, seed, setting, keep=keep)
   rec = out.record
-  if has_predictions(task):
+  if task.has_predictions:
     snaps = jax.tree.map(lambda *xs: jnp.stack(xs), *[out.kept[s] for s in keep])
     with jax.numpy_dtype_promotion("standard"):
       stats = _ensemble_stats(task, snaps, runner.run_keys(seed)[2],
@@ -404,20 +378,20 @@ def freeze_fractions(num_layers: int, t0: float = 0.5) -> np.ndarray:
     "t_i (cubic t_i from 0.5 to 1, rounded up to segment ends); frozen layers are not "
     "differentiated", "1 run (none)")
 def freezeout(task: Any, seed: int, setting: Setting) -> RunRecord:
-  groups = _param_groups(task)
+  groups = layer_order(task)
   n, chunk = setting.num_steps, setting.chunk
   # Freeze on segment ends, so each phase is whole segments of one program.
   stops = np.ceil(freeze_fractions(len(groups)) * n / chunk) * chunk
   fracs = stops / n
   trainable_at = lambda step: tuple(g for g, s in zip(groups, stops) if s > step) or None
   hp = {"lr": jnp.float32(BASE_LR), "t_freeze": jnp.asarray(fracs, jnp.float32)}
-  out = runner.run(freezeout_adam, hp, task, seed, setting, trainable_at=trainable_at)
+  out = runner.run(FreezeoutAdam(groups), hp, task, seed, setting, trainable_at=trainable_at)
   rec = out.record
   by = rec.extra.pop("run_s_by_trainable")
   full_key = str(trainable_at(0))
   chunks_full = int(min(stops) // chunk)
   full_chunk_s = by[full_key] / max(chunks_full, 1)
-  rec.extra = {"freeze_fractions": fracs.tolist(), "groups": groups,
+  rec.extra = {"freeze_fractions": fracs.tolist(), "groups": list(groups),
                "measured_step_time_saving": 1.0 - sum(by.values()) / (setting.num_chunks
                                                                      * full_chunk_s),
                "frozen_layer_step_fraction": float(np.mean(1.0 - fracs))}

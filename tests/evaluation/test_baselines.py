@@ -1,5 +1,6 @@
 """Every registered baseline lowers the loss of a small task; the LR range test is sensible."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -56,9 +57,12 @@ def test_lr_range_test_bad_rule():
 
 
 def test_layer_order():
-  assert baselines.layer_order({"Dense_0": 0, "Block_0": 0, "Embed_0": 0, "LayerNorm_0": 0,
-                                "position": 0}) == [
-                                    "Embed_0", "position", "Block_0", "LayerNorm_0", "Dense_0"]
+  # The order now comes from the task contract (Task.layer_order), not from module names.
+  task = tasks.build_task("transformer_lm", tasks.TransformerLMSpec(depth=1))
+  assert baselines.layer_order(task) == (
+      "Embed_0", "position", "Block_0", "LayerNorm_0", "Dense_0")
+  wrapped = tasks.augment(task, jax.random.key(0))
+  assert baselines.layer_order(wrapped) == baselines.layer_order(task)
   assert baselines.freeze_fractions(3).tolist() == [0.5, 0.5625, 1.0]
 
 
