@@ -29,6 +29,14 @@ Theta = Any  # a pytree (nested dicts) of float32 arrays
 Params = optax.Params
 PRNGKey = chex.PRNGKey
 
+# The version of what learned_opt's architectures compute from a theta: the
+# features they read (features.py, flat.py, velo/hyper_v2.py) and how they map
+# them to a step. A theta is only meaningful for the computation it was
+# meta-trained with, so every saved file and pretrained entry records this
+# number and loading refuses another one. Bump it (and ship new pretrained
+# entries) whenever a change alters the update a given theta produces.
+FEATURE_VERSION = 1
+
 
 class LearnedOptimizerError(ValueError):
   """Raised for misuse of a learned optimizer; the message names the fix."""
@@ -128,6 +136,23 @@ def check_params(params: Params, fn: str) -> None:
           f"{fn}: parameter {jax.tree_util.keystr(path)} has non-float dtype "
           f"{jnp.result_type(leaf)}. Learned optimizers update float32/bfloat16 arrays only; "
           "exclude it with optax.masked(...) or nnx.Optimizer(..., wrt=nnx.Param).")
+
+
+def check_feature_version(version: Any, *, source: str) -> None:
+  """Raises unless ``version`` (recorded with a theta) is this code's ``FEATURE_VERSION``.
+
+  A theta meta-trained against other features still loads and runs, but its
+  updates are silently wrong; refusing it is the only safe default.
+  """
+  if isinstance(version, bool) or not isinstance(version, int):
+    raise LearnedOptimizerError(
+        f"{source}: feature version {version!r} is not an int; the file or table entry is "
+        "corrupt. Re-export it with learned_opt.save().")
+  if version != FEATURE_VERSION:
+    raise LearnedOptimizerError(
+        f"{source}: this theta was meta-trained with feature version {version} but this "
+        f"learned-opt computes version {FEATURE_VERSION}; install a learned-opt release with "
+        f"feature version {version} or meta-train again.")
 
 
 def check_value(value: Any) -> None:

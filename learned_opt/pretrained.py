@@ -1,9 +1,12 @@
 """Learned optimizers shipped with the package (weights are package data).
 
 Each entry names a weights file written by :func:`learned_opt.save`, its
-SHA-256 and a free-form ``info`` dict (architecture, training config, compute,
-evaluation summary). ``names()`` lists the recommended entry first. When the
-behaviour of an entry changes, a new versioned name is added instead.
+SHA-256 and a free-form ``info`` dict (architecture, feature version, training
+config, compute, evaluation summary). ``names()`` lists the recommended entry
+first. When the behaviour of an entry changes, a new versioned name is added
+instead. :func:`load_meta` verifies the checksum, the architecture and the
+feature version before handing out a theta; ``learned_opt.resolve`` (in
+``weights.py``) sends shipped names here.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import importlib.resources
 from typing import Any
 
-from learned_opt import base, serialization
+from learned_opt import base, theta_file
 
 # name -> {"file": ..., "sha256": ..., "info": {...}}; recommended first.
 _TABLE: dict[str, dict[str, Any]] = {
@@ -86,15 +89,23 @@ def _weights_dir():
 
 
 def load_meta(name: str) -> tuple[base.LearnedOptimizer, base.Theta]:
-  """``(arch, theta)`` of a shipped optimizer, after verifying checksum and architecture."""
+  """``(arch, theta)`` of a shipped optimizer, once its entry and its file are verified.
+
+  Checks the entry's feature version (an entry without one predates the field:
+  version 1), the file's SHA-256, and that the file holds the entry's
+  architecture; ``theta_file.read`` checks the file's own feature version.
+  """
   e = _entry(name)
+  base.check_feature_version(
+      e["info"].get("feature_version", theta_file.UNVERSIONED_FEATURE_VERSION),
+      source=f"pretrained optimizer {name!r} (its table entry)")
   with importlib.resources.as_file(_weights_dir() / e["file"]) as path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != e["sha256"]:
       raise base.LearnedOptimizerError(
           f"pretrained weights {e['file']} fail their checksum ({digest} != {e['sha256']}); "
           "the installation is corrupt: reinstall learned-opt.")
-    arch, theta = serialization.load_meta(path)
+    arch, theta = theta_file.read(path)
   if arch.name != e["info"]["arch"]:
     raise base.LearnedOptimizerError(
         f"pretrained {name!r} should hold architecture {e['info']['arch']!r} but its file holds "

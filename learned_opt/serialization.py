@@ -1,15 +1,20 @@
-"""Saving and loading meta-parameters: a self-describing file, no pickles.
+"""The ``.lopt`` file format: a JSON header and named raw-byte arrays, no pickles.
 
-The file is a zip archive (``numpy.savez``) holding ``meta`` (UTF-8 JSON:
-format name and version, architecture name, hparams, each leaf's path, shape
-and dtype, and a SHA-256 checksum over paths, shapes, dtypes and bytes) and one
-raw-byte ``uint8`` array per leaf (raw bytes so that bfloat16 and any future
-dtype round-trip bit-exactly). Loading rebuilds the architecture from its name
-and hparams, ``eval_shape``-s a target theta and restores into it, checking
-every name, shape, dtype and the checksum (as flax's save/load example does).
+This module is file I/O only; it knows nothing of architectures, names or
+thetas (``weights.py`` and ``theta_file.py`` build on it). A file is a zip
+archive (``numpy.savez``) holding ``meta`` (UTF-8 JSON) and one ``uint8``
+array ``leaf{i}`` per named array. Raw bytes, not numpy arrays, are stored so
+that bfloat16 and any future dtype round-trip bit-exactly. Besides the
+caller's own keys, ``meta`` holds four keys this module writes and checks:
 
-Files in learned_optimization's msgpack checkpoint format (VeLO's released
-``params`` files) are recognised and handed to :mod:`learned_opt.velo`.
+* ``format`` / ``format_version``: what the file is, so a stray zip is refused;
+* ``leaves``: each array's name, shape and dtype, in order;
+* ``checksum``: SHA-256 over names, shapes, dtypes and bytes, so a flipped bit
+  is refused instead of silently changing an optimizer.
+
+A write goes to a temporary file that is then renamed, so a reader never sees
+half a file. learned_optimization's msgpack checkpoints (VeLO's ``params``) are
+told apart by their first byte (:func:`sniff`).
 """
 
 from __future__ import annotations
@@ -19,69 +24,91 @@ import io
 import json
 import os
 import zipfile
-from typing import Any
+from typing import Any, Literal, Mapping
 
-import jax
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy)
 import numpy as np
-import optax
 
-from learned_opt import base, registry
+from learned_opt.base import LearnedOptimizerError
 
 FORMAT = "learned_opt.theta"
 FORMAT_VERSION = 1
+# The keys of ``meta`` that write() fills in and read() consumes.
+RESERVED_KEYS = ("format", "format_version", "leaves", "checksum")
 
 
-def _leaves_with_names(theta: base.Theta) -> list[tuple[str, Any]]:
-  return [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(theta)]
+def error(path: Any, what: str) -> LearnedOptimizerError:
+  """The error for a file that cannot be used; ``what`` says why and how to fix it."""
+  return LearnedOptimizerError(f"cannot load learned-optimizer file {os.fspath(path)!r}: {what}")
 
 
-def _checksum(entries: list[tuple[str, np.ndarray]]) -> str:
+def checksum(arrays: Mapping[str, np.ndarray]) -> str:
+  """SHA-256 over each array's name, shape, dtype and bytes, in order."""
   h = hashlib.sha256()
-  for name, a in entries:
+  for name, a in arrays.items():
     h.update(json.dumps([name, list(a.shape), str(a.dtype)]).encode())
     h.update(np.ascontiguousarray(a).tobytes())
   return h.hexdigest()
 
 
-def save(path: str | os.PathLike, arch: base.LearnedOptimizer, theta: base.Theta) -> None:
-  """Writes ``arch`` and ``theta`` to ``path`` atomically (write, then rename).
+def write(path: str | os.PathLike, meta: Mapping[str, Any],
+          arrays: Mapping[str, np.ndarray]) -> None:
+  """Writes ``meta`` (JSON-able) and the named ``arrays`` to ``path``, atomically.
+
+  Args:
+    path: the file; its folder is created if needed.
+    meta: the caller's header; must not use the keys in ``RESERVED_KEYS``.
+    arrays: name -> numpy array, stored in this order.
 
   Examples:
-    >>> import jax, learned_opt, tempfile, os
-    >>> arch = learned_opt.get("adam_hparams")
-    >>> theta = arch.init_meta(jax.random.key(0))
-    >>> path = os.path.join(tempfile.mkdtemp(), "theta.lopt")
-    >>> learned_opt.save(path, arch, theta)
-    >>> arch2, theta2 = learned_opt.load_meta(path)
-    >>> arch2 == arch
-    True
+    >>> import numpy as np, os, tempfile
+    >>> from learned_opt import serialization
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.lopt")
+    >>> serialization.write(path, {"note": "hi"}, {"w": np.arange(3.0)})
+    >>> meta, arrays = serialization.read(path)
+    >>> meta, arrays["w"].tolist()
+    ({'note': 'hi'}, [0.0, 1.0, 2.0])
   """
-  base.check_theta(arch, theta)
-  entries = [(n, np.asarray(x)) for n, x in _leaves_with_names(theta)]
-  meta = {
-      "format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch.name,
-      "hparams": arch.hparams(),
-      "leaves": [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in entries],
-      "checksum": _checksum(entries),
-  }
-  arrays = {f"leaf{i}": np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
-            for i, (_, a) in enumerate(entries)}
-  arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+  clash = sorted(set(meta) & set(RESERVED_KEYS))
+  if clash:
+    raise LearnedOptimizerError(f"meta keys {clash} are written by serialization.write itself; "
+                                "remove them from the meta you pass.")
+  arrays = {n: np.asarray(a) for n, a in arrays.items()}
+  header = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION,
+            "leaves": [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype)}
+                       for n, a in arrays.items()],
+            "checksum": checksum(arrays)}
+  blobs = {f"leaf{i}": np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
+           for i, a in enumerate(arrays.values())}
+  blobs["meta"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
   path = os.fspath(path)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    np.savez(f, **arrays)
+  with open(tmp, "wb") as f:  # a file handle: np.savez would append ".npz" to a name
+    np.savez(f, **blobs)
   os.replace(tmp, path)
 
 
-def _fail(path: Any, what: str) -> base.LearnedOptimizerError:
-  return base.LearnedOptimizerError(
-      f"cannot load learned-optimizer file {os.fspath(path)!r}: {what}")
+def sniff(path: str | os.PathLike) -> Literal["lopt", "msgpack"]:
+  """Which format ``path`` is in, from its first bytes: ``"lopt"`` or ``"msgpack"``.
+
+  Raises:
+    LearnedOptimizerError: for a missing file or an unrecognised header.
+  """
+  if not os.path.isfile(path):
+    raise error(path, "no such file.")
+  with open(path, "rb") as f:
+    head = f.read(4)
+  if head.startswith(b"PK"):  # a zip archive
+    return "lopt"
+  # A msgpack map starts with 0x80-0x8f (fixmap), 0xde (map16) or 0xdf (map32).
+  if head and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
+    return "msgpack"
+  raise error(path, "not a learned_opt theta file or a learned_optimization checkpoint "
+              "(unrecognised header). Save with learned_opt.save().")
 
 
-def _read_npz(path: str) -> tuple[dict[str, Any], list[np.ndarray]]:
+def _read_zip(path: str) -> tuple[dict[str, Any], list[np.ndarray]]:
   try:
     with open(path, "rb") as f:
       data = f.read()
@@ -89,84 +116,39 @@ def _read_npz(path: str) -> tuple[dict[str, Any], list[np.ndarray]]:
       meta = json.loads(bytes(z["meta"]).decode())
       raw = [np.asarray(z[f"leaf{i}"]) for i in range(len(meta.get("leaves", [])))]
   except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
-    raise _fail(path, f"the file is truncated or corrupt ({type(e).__name__}: {e}). "
+    raise error(path, f"the file is truncated or corrupt ({type(e).__name__}: {e}). "
                 "Re-export it with learned_opt.save().") from None
-  if meta.get("format") != FORMAT:
-    raise _fail(path, "not a learned_opt theta file (no format tag). Save with learned_opt.save().")
+  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    raise error(path, "not a learned_opt theta file (no format tag). Save with learned_opt.save().")
   if meta.get("format_version", 0) > FORMAT_VERSION:
-    raise _fail(path, f"format version {meta['format_version']} is newer than this "
+    raise error(path, f"format version {meta['format_version']} is newer than this "
                 f"learned_opt supports ({FORMAT_VERSION}); upgrade learned-opt.")
   return meta, raw
 
 
-def load_meta(path: str | os.PathLike) -> tuple[base.LearnedOptimizer, base.Theta]:
-  """Restores ``(arch, theta)`` from a file written by :func:`save`, bit-exactly.
+def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """Reads a file written by :func:`write`, checking sizes and the checksum.
 
-  A learned_optimization / VeLO ``params`` checkpoint is accepted too.
+  Returns:
+    ``(meta, arrays)``: the caller's header (without ``RESERVED_KEYS``) and
+    name -> numpy array, in the order they were written.
+
+  Raises:
+    LearnedOptimizerError: for a missing, truncated, corrupt or modified file,
+      or one written by a newer format version.
   """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise _fail(path, "no such file.")
-  with open(path, "rb") as f:
-    head = f.read(4)
-  if not head.startswith(b"PK"):
-    if head and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):  # a msgpack map
-      from learned_opt import velo  # pylint: disable=g-import-not-at-top
-      return velo.load_checkpoint(path)
-    raise _fail(path, "not a learned_opt theta file or a learned_optimization checkpoint "
-                "(unrecognised header). Save with learned_opt.save().")
-  meta, raw = _read_npz(path)
-  try:
-    arch = registry.get(meta["arch"], **meta["hparams"])
-  except base.LearnedOptimizerError as e:
-    raise _fail(path, f"{e} (the file was written by another version of learned-opt or by a "
-                "plug-in architecture that is not imported).") from None
-  entries = []
+  if sniff(path) != "lopt":
+    raise error(path, "this is a learned_optimization msgpack checkpoint, not a .lopt file; "
+                "read it with learned_opt.velo.load_checkpoint or learned_opt.load_meta.")
+  meta, raw = _read_zip(os.fspath(path))
+  arrays = {}
   for spec, r in zip(meta["leaves"], raw):
     dtype = np.dtype(spec["dtype"])
     if r.size != int(np.prod(spec["shape"], dtype=np.int64)) * dtype.itemsize:
-      raise _fail(path, f"leaf {spec['name']} has {r.size} bytes, expected shape "
+      raise error(path, f"leaf {spec['name']} has {r.size} bytes, expected shape "
                   f"{spec['shape']} of {dtype}; the file is corrupt.")
-    entries.append((spec["name"], r.view(dtype).reshape(spec["shape"])))
-  if _checksum(entries) != meta["checksum"]:
-    raise _fail(path, "checksum mismatch: the arrays were modified or corrupted. "
+    arrays[spec["name"]] = r.view(dtype).reshape(spec["shape"])
+  if checksum(arrays) != meta.get("checksum"):
+    raise error(path, "checksum mismatch: the arrays were modified or corrupted. "
                 "Re-export the file with learned_opt.save().")
-  target = jax.eval_shape(arch.init_meta, jax.random.key(0))
-  saved = dict(entries)
-  leaves = []
-  for name, t in _leaves_with_names(target):
-    if name not in saved:
-      raise _fail(path, f"theta is missing leaf {name} expected by architecture {arch.name!r}.")
-    a = saved.pop(name)
-    if a.shape != t.shape or a.dtype != t.dtype:
-      raise _fail(path, f"leaf {name} is {a.shape} {a.dtype}, architecture {arch.name!r} "
-                  f"expects {t.shape} {t.dtype}.")
-    leaves.append(a)
-  if saved:
-    raise _fail(path, f"unexpected leaves {sorted(saved)} for architecture {arch.name!r}.")
-  theta = jax.tree.unflatten(jax.tree.structure(target), [jax.numpy.asarray(a) for a in leaves])
-  return arch, theta
-
-
-def load(path_or_name: str | os.PathLike, *, num_steps: int,
-         **kwargs: Any) -> optax.GradientTransformationExtraArgs:
-  """Returns the Optax transform of a saved theta file or a shipped pretrained name.
-
-  Args:
-    path_or_name: a file from :func:`save`, a learned_optimization / VeLO
-      checkpoint, or a name in ``learned_opt.pretrained.names()``.
-    num_steps: the length of the training run.
-    **kwargs: extra keyword arguments of the architecture's ``as_optax``
-      (e.g. ``weight_decay`` for ``velo``).
-  """
-  from learned_opt import pretrained  # pylint: disable=g-import-not-at-top
-  base.check_num_steps(num_steps)
-  if isinstance(path_or_name, str) and path_or_name in pretrained.names():
-    arch, theta = pretrained.load_meta(path_or_name)
-  elif os.path.exists(os.fspath(path_or_name)):
-    arch, theta = load_meta(path_or_name)
-  else:
-    raise base.LearnedOptimizerError(
-        f"{os.fspath(path_or_name)!r} is neither an existing file nor a pretrained optimizer; "
-        f"pretrained names: {pretrained.names()}.")
-  return arch.as_optax(theta, num_steps=num_steps, **kwargs)
+  return {k: v for k, v in meta.items() if k not in RESERVED_KEYS}, arrays

@@ -1,12 +1,13 @@
 """VeLO, the published learned optimizer, loadable from its released checkpoints.
 
-How the parts fit: ``checkpoint.py`` reads learned_optimization's msgpack
-``params`` files (no TensorFlow, gin, haiku or flax) into our theta layout;
-``hyper_v2.py`` holds the ``velo`` architecture, which computes the same
-update as learned_optimization's ``HyperV2`` (Metz et al., 2022, "VeLO:
-Training Versatile Learned Optimizers by Scaling Up"); ``layout.py`` is the
-flat blocked layout that keeps its compiled graph independent of the number
-of parameter tensors.
+How the parts fit: ``hyper_v2.py`` holds the ``velo`` architecture, which
+computes the same update as learned_optimization's ``HyperV2`` (Metz et al.,
+2022, "VeLO: Training Versatile Learned Optimizers by Scaling Up");
+``checkpoint.py`` reads learned_optimization's msgpack ``params`` files (no
+TensorFlow, gin, haiku or flax) into that architecture's theta layout, so it
+imports ``hyper_v2.py`` and never the reverse; ``layout.py`` is the flat
+blocked layout that keeps the compiled graph independent of the number of
+parameter tensors.
 
 Examples:
   >>> import learned_opt

@@ -27,20 +27,17 @@ import re
 import warnings
 from typing import Any
 
+import jax.numpy as jnp
 import msgpack
 import numpy as np
 
 from learned_opt.base import LearnedOptimizerError
+from learned_opt.velo import hyper_v2
 
 # flax.serialization's extension codes.
 _EXT_NDARRAY = 1
 _EXT_NPSCALAR = 3
 
-# Widths of HyperV2's 14 per-parameter input groups (w0__0..w0__13), in the
-# order the MLP concatenates them, with the default feature flags VeLO used.
-INPUT_GROUP_WIDTHS = (1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3)
-NUM_MLP_INPUTS = sum(INPUT_GROUP_WIDTHS)  # 30
-NUM_LSTM_INPUTS = 30  # fraction_left 9, loss 9, mean_rms 1, rank 5, var_m 3, var_rms 3
 _FIX = ("learned_opt.velo.load_checkpoint reads the `params` file of a learned_optimization "
         "HyperV2 (VeLO) checkpoint, e.g. the released `pretrained_lopts/aug12_continue_on_bigger_"
         "2xbs_200kstep_bigproblem_v2_5620/params`.")
@@ -184,13 +181,13 @@ def theta_from_haiku(hk: dict[str, Any], path: str = "<theta>") -> tuple[dict[st
     raise _error(path, f"ff_mod_stack/~/b0 has shape {b0.shape}, expected (K, ff_hidden_size).")
   k, ff = b0.shape
   blocks = [k_ for k_ in mods if k_.startswith("w0__")]
-  if len(blocks) != len(INPUT_GROUP_WIDTHS):
+  if len(blocks) != len(hyper_v2.INPUT_GROUP_WIDTHS):
     raise _error(path, f"ff_mod_stack has {len(blocks)} first-layer blocks w0__*, expected "
-                 f"{len(INPUT_GROUP_WIDTHS)} (HyperV2 with VeLO's feature flags).")
+                 f"{len(hyper_v2.INPUT_GROUP_WIDTHS)} (HyperV2 with VeLO's feature flags).")
   w0 = np.concatenate([
       _check_shape(_get(hk, ["ff_mod_stack", "~", f"w0__{i}"], path), (k, width, ff),
                    f"ff_mod_stack/~/w0__{i}", path)
-      for i, width in enumerate(INPUT_GROUP_WIDTHS)], axis=1)
+      for i, width in enumerate(hyper_v2.INPUT_GROUP_WIDTHS)], axis=1)
   mlp = {"w0": w0, "b0": b0}
   for i in range(1, n_layers):
     out = 3 if i == n_layers - 1 else ff
@@ -203,7 +200,7 @@ def theta_from_haiku(hk: dict[str, Any], path: str = "<theta>") -> tuple[dict[st
     return {"w": _check_shape(_get(hk, rnn + [name, "w"], path), (n_in, n_out), f"rnn_params/{name}/w", path),
             "b": _check_shape(_get(hk, rnn + [name, "b"], path), (n_out,), f"rnn_params/{name}/b", path)}
 
-  f = NUM_LSTM_INPUTS
+  f = hyper_v2.NUM_LSTM_INPUTS
   linear("linear", f, h)  # validated only: HyperV2 overwrites this layer's output.
   step = linear("step_size", h, 1)
   theta = {
@@ -231,7 +228,7 @@ def _get_dict(node: Any, keys: list[str], path: str) -> dict[str, Any]:
   return node
 
 
-def load_checkpoint(path: str | os.PathLike[str]):
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[hyper_v2.Velo, dict[str, Any]]:
   """Loads a learned_optimization HyperV2/VeLO ``params`` file.
 
   Args:
@@ -249,13 +246,10 @@ def load_checkpoint(path: str | os.PathLike[str]):
     >>> arch, theta = load_checkpoint("params")  # doctest: +SKIP
     >>> tx = arch.as_optax(theta, num_steps=1000)  # doctest: +SKIP
   """
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from learned_opt.velo.hyper_v2 import Velo  # pylint: disable=g-import-not-at-top
-
   path = os.fspath(path)
   hk = _unwrap_checkpoint(read_msgpack_tree(path), path)
   if not isinstance(hk, dict):
     raise _error(path, "theta is not a map.")
   hparams, theta = theta_from_haiku(hk, path)
   theta = {k: {kk: jnp.asarray(vv) for kk, vv in v.items()} for k, v in theta.items()}
-  return Velo(**hparams), theta
+  return hyper_v2.Velo(**hparams), theta

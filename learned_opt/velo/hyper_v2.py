@@ -27,9 +27,14 @@ import optax
 
 from learned_opt import base
 from learned_opt import registry
-from learned_opt.velo import checkpoint
 from learned_opt.velo.layout import Layout, make_layout
 
+# Widths of HyperV2's 14 per-parameter input groups (its first-layer blocks
+# w0__0..w0__13), in the order the MLP concatenates them, with the default
+# feature flags VeLO used.
+INPUT_GROUP_WIDTHS = (1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3)
+NUM_MLP_INPUTS = sum(INPUT_GROUP_WIDTHS)  # 30
+NUM_LSTM_INPUTS = 30  # fraction_left 9, loss 9, mean_rms 1, rank 5, var_m 3, var_rms 3
 # Accumulator decays: HyperV2's defaults, fixed (not meta-learned) in VeLO.
 MOM_DECAYS = np.asarray([0.9, 0.99, 0.999], np.float32)
 RMS_DECAY = np.float32(0.999)
@@ -546,9 +551,9 @@ class Velo(base.LearnedOptimizer):
     Loaded checkpoints replace all of it.
     """
     h, k, ff = self.lstm_hidden_size, self.param_inits, self.ff_hidden_size
-    f = checkpoint.NUM_LSTM_INPUTS
+    f = NUM_LSTM_INPUTS
     keys = jax.random.split(key, 6 + self.ff_hidden_layers + 1)
-    widths = [checkpoint.NUM_MLP_INPUTS] + [ff] * self.ff_hidden_layers + [3]
+    widths = [NUM_MLP_INPUTS] + [ff] * self.ff_hidden_layers + [3]
     mlp = {}
     for li in range(len(widths) - 1):
       std = 0.1 / np.sqrt(widths[li])
