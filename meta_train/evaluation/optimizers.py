@@ -22,7 +22,6 @@ jit arguments (``hparams``), not Python flags.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
@@ -46,27 +45,25 @@ class LearnedOptimizerSpec:
   source: str
 
 
+_SOURCE = {"architecture": "architecture {!r}, untrained (init_meta(key(0)))",
+           "pretrained": "pretrained {!r}", "file": "file {!r}"}
+
+
 def resolve(arg: str) -> LearnedOptimizerSpec:
-  """Turns ``[LABEL=]NAME_OR_PATH`` into a :class:`LearnedOptimizerSpec`; fails naming the fix."""
+  """Turns ``[LABEL=]NAME_OR_PATH`` into a :class:`LearnedOptimizerSpec` through
+  ``learned_opt.resolve`` (the one front door for weights); fails naming the fix."""
   label, _, target = arg.rpartition("=") if "=" in arg else ("", "", arg)
-  label = label or target
-  if target in learned_opt.architectures():
-    arch = learned_opt.get(target)
-    return LearnedOptimizerSpec(label, arch, arch.init_meta(jax.random.key(0)),
-                                f"architecture {target!r}, untrained (init_meta(key(0)))")
-  if target in learned_opt.pretrained.names():
-    arch, theta = learned_opt.pretrained.load_meta(target)
-    return LearnedOptimizerSpec(label, arch, theta, f"pretrained {target!r}")
-  if os.path.isfile(target):
-    try:
-      arch, theta = learned_opt.load_meta(target)
-    except learned_opt.LearnedOptimizerError as e:
-      raise EvalError(f"--optimizer {arg!r}: {e}") from None
-    return LearnedOptimizerSpec(label, arch, theta, f"file {target!r} ({arch.name})")
-  raise EvalError(
-      f"unknown optimizer {arg!r}: not an architecture {learned_opt.architectures()}, not a "
-      f"pretrained name {learned_opt.pretrained.names()}, and no such file. Pass one of those, "
-      "or the path of a learned_opt.save file (e.g. runs/demo/export/final).")
+  try:
+    kind = learned_opt.weights.kind(target)
+  except learned_opt.LearnedOptimizerError as e:
+    raise EvalError(f"unknown optimizer {arg!r}: not an architecture, not a pretrained name "
+                    f"and no such file. {e}") from None
+  try:
+    arch, theta = learned_opt.resolve(target)
+  except learned_opt.LearnedOptimizerError as e:
+    raise EvalError(f"--optimizer {arg!r}: {e}") from None
+  source = _SOURCE[kind].format(target) + (f" ({arch.name})" if kind == "file" else "")
+  return LearnedOptimizerSpec(label or target, arch, theta, source)
 
 
 def supports_momenta_ablation(spec: LearnedOptimizerSpec) -> bool:

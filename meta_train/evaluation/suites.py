@@ -31,7 +31,7 @@ class Suite:
 
 
 def _dir():
-  return importlib.resources.files("meta_train") / "evaluation" / "suites"
+  return importlib.resources.files(__package__) / "suites"
 
 
 def suite_names() -> list[str]:
