@@ -378,27 +378,40 @@ def map_blocks(fn, xs, num_chunks: int = MLP_CHUNKS):
   return jax.tree.map(lambda y: y.reshape((num_chunks * size,) + y.shape[2:])[:nb], out)
 
 
-def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, value,
-                num_steps: int):
-  """One VeLO step on flat (nb, block) arrays of clipped grads and params.
+def tensor_means(layout: Layout, p, state: VeloState):
+  """Per tensor: sum of p**2 (T,), momentum means (T, 3) and rms mean (T,).
 
-  Returns (update, new state); the new params are ``p + update``.
+  The means are of the accumulators from *before* this step: they centre the
+  LSTM's deviation features (see ``tensor_deviations``).
   """
-  mask = layout.lane_mask()
   n = jnp.asarray(layout.sizes)
-  bt = jnp.asarray(layout.block_tensor)
   sum_p2 = layout.per_tensor_sum(p * p)
   mean_m = jnp.stack([layout.per_tensor_sum(m) for m in state.mom], axis=1) / n[:, None]
   mean_rms = layout.per_tensor_sum(state.rms) / n
+  return sum_p2, mean_m, mean_rms
 
-  # Factored second moments (small tables) first: the element pass needs them.
+
+def update_second_moments(layout: Layout, g, fac_moments, state: VeloState):
+  """New Adafactor moments ``(v_diag, v_row, v_col)`` and the ``Tables`` built on them.
+
+  These small tables come first because both element passes look them up.
+  """
   nd = layout.num_diag_blocks
   gsq_diag = g[:nd] * g[:nd] + 1e-30
   v_diag = _ema(FAC_DECAYS[:, None, None], state.v_diag, gsq_diag[None])
   v_row, v_col, row_factor, col_factor = update_factored(layout, state.v_row, state.v_col,
                                                          *fac_moments)
-  tables = make_tables(v_diag, v_row, v_col, row_factor, col_factor)
-  row_idx, col_idx = jnp.asarray(layout.row_idx), jnp.asarray(layout.col_idx)
+  return v_diag, v_row, v_col, make_tables(v_diag, v_row, v_col, row_factor, col_factor)
+
+
+def accumulator_pass(layout: Layout, tables: Tables, idx, g, p, state: VeloState, centre):
+  """New momenta and rms, and per-tensor sums (T, 6 + 18) for the LSTM and the MLP.
+
+  ``idx`` is ``(row_idx, col_idx)`` as arrays and ``centre`` (blocks, 3) each
+  block's ``mean_m``. The first 6 sums are ``tensor_deviations`` (of the old
+  accumulators), the other 18 ``block_sumsq`` (of the new ones).
+  """
+  mask = layout.lane_mask()
 
   def element_pass(xs):
     g, p, mom, rms, row_idx, col_idx, mask, centre = xs
@@ -412,25 +425,40 @@ def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, valu
   # deviation sums and the 18 reductions for the MLP-input normalisation
   # re-read data that is still in cache (2.5x faster on CPU than full passes).
   mom, rms, block_sums = map_blocks(
-      element_pass, (g, p, state.mom, state.rms, row_idx, col_idx, mask, mean_m[bt]),
-      num_chunks=SUMSQ_CHUNKS)
-  tensor_sums = layout.sum_blocks(block_sums.T).T  # (T, 6 + 18)
+      element_pass, (g, p, state.mom, state.rms, *idx, mask, centre), num_chunks=SUMSQ_CHUNKS)
+  return mom, rms, layout.sum_blocks(block_sums.T).T
 
-  # Loss history and LSTM (per tensor).
-  means, running_min = update_loss_buffer(state.loss_means, state.loss_min, state.loss_decays,
-                                          state.iteration, value)
-  loss_feats = loss_features(means, running_min, state.loss_decays, state.iteration + 1)
+
+def lstm_step(theta, layout: Layout, state: VeloState, tensor_stats, deviations, loss_feats,
+              num_steps: int):
+  """The per-tensor LSTM: (controls (T, K), lr_mult (T,), hidden, cell).
+
+  ``tensor_stats`` is ``tensor_means``'s output, ``deviations`` the first 6
+  columns of ``accumulator_pass``'s sums and ``loss_feats`` this step's 9 loss
+  features.
+  """
   fraction = state.iteration.astype(jnp.float32) / jnp.float32(num_steps)
-  x = lstm_inputs(layout, sum_p2, mean_m, mean_rms, tensor_sums[:, :6], fraction, loss_feats)
-  controls, lr_mult, hidden, cell = run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
+  x = lstm_inputs(layout, *tensor_stats, deviations, fraction, loss_feats)
+  return run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
 
+
+def mlp_step(theta, layout: Layout, tables: Tables, idx, elements, sum_p2, element_sums,
+             controls, lr_mult):
+  """The update (blocks, block) from the per-tensor mixed MLPs, in one chunked loop.
+
+  ``elements`` is ``(g, p, mom, rms)`` with the new accumulators, ``element_sums``
+  the last 18 columns of ``accumulator_pass``'s sums; ``controls`` and
+  ``lr_mult`` come from ``lstm_step``.
+  """
+  n = jnp.asarray(layout.sizes)
+  bt = jnp.asarray(layout.block_tensor)
   # MLP weights per block, with the input normalisation folded in.
-  sumsq = mlp_input_sumsq(layout, tensor_sums[:, 6:], tables)
+  sumsq = mlp_input_sumsq(layout, element_sums, tables)
   input_scale = jax.lax.rsqrt(1e-5 + sumsq / n[:, None])
   layers = [(w[bt], b[bt]) for w, b in mixed_mlp_weights(theta, controls, input_scale)]
   param_scale = jnp.sqrt(sum_p2 / n + 1e-9)
 
-  def mlp_step(xs):
+  def block_step(xs):
     g, p, mom, rms, row_idx, col_idx, layers, param_scale, lr_mult = xs
     cols = mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx)
     direction, magnitude = apply_mlp(cols, layers)
@@ -439,14 +467,81 @@ def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, valu
     step = direction * (param_scale[:, None] * jnp.exp(magnitude * EXP_MULT)) * STEP_MULT
     return -(lr_mult[:, None] * step)  # the update is -step
 
-  step = map_blocks(mlp_step, (g, p, mom, rms, row_idx, col_idx, layers, param_scale[bt],
-                               lr_mult[bt]))
+  return map_blocks(block_step, (*elements, *idx, layers, param_scale[bt], lr_mult[bt]))
 
+
+def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, value,
+                num_steps: int):
+  """One VeLO step on flat (nb, block) arrays of clipped grads and params.
+
+  Returns (update, new state); the new params are ``p + update``. The LSTM
+  reads statistics of the accumulators from before this step, the MLP the
+  updated ones; both look up the updated Adafactor tables.
+  """
+  bt = jnp.asarray(layout.block_tensor)
+  stats = tensor_means(layout, p, state)
+  sum_p2, mean_m, _ = stats
+  v_diag, v_row, v_col, tables = update_second_moments(layout, g, fac_moments, state)
+  idx = (jnp.asarray(layout.row_idx), jnp.asarray(layout.col_idx))
+  mom, rms, tensor_sums = accumulator_pass(layout, tables, idx, g, p, state, mean_m[bt])
+  # Loss history (shared by all tensors), then the LSTM and the MLP.
+  means, running_min = update_loss_buffer(state.loss_means, state.loss_min, state.loss_decays,
+                                          state.iteration, value)
+  loss_feats = loss_features(means, running_min, state.loss_decays, state.iteration + 1)
+  controls, lr_mult, hidden, cell = lstm_step(theta, layout, state, stats, tensor_sums[:, :6],
+                                              loss_feats, num_steps)
+  step = mlp_step(theta, layout, tables, idx, (g, p, mom, rms), sum_p2, tensor_sums[:, 6:],
+                  controls, lr_mult)
   new_state = VeloState(mom=mom, rms=rms, v_diag=v_diag, v_row=v_row, v_col=v_col,
                         lstm_hidden=hidden, lstm_cell=cell, loss_means=means,
                         loss_min=running_min, loss_decays=state.loss_decays,
                         iteration=state.iteration + 1)
   return step, new_state
+
+
+def init_velo_state(theta, params, num_steps: int) -> VeloState:
+  """Zero accumulators and theta's initial LSTM state, for the layout of ``params``."""
+  leaves = jax.tree.leaves(params)
+  layout = make_layout([jnp.shape(x) for x in leaves])
+  nb, blk, nd = layout.num_blocks, layout.block, layout.num_diag_blocks
+  zeros = lambda *s: jnp.zeros(s, jnp.float32)
+  t = layout.num_tensors
+  return VeloState(
+      mom=(zeros(nb, blk), zeros(nb, blk), zeros(nb, blk)), rms=zeros(nb, blk),
+      v_diag=zeros(3, nd, blk), v_row=zeros(3, layout.num_rows),
+      v_col=zeros(3, layout.num_cols),
+      lstm_hidden=jnp.tile(theta["lstm_init"]["hidden"][None], (t, 1)),
+      lstm_cell=jnp.tile(theta["lstm_init"]["cell"][None], (t, 1)),
+      loss_means=zeros(NUM_LOSS_DECAYS),
+      loss_min=999999999999.0 * jnp.ones((NUM_LOSS_DECAYS,), jnp.float32),
+      loss_decays=loss_decays(num_steps), iteration=jnp.zeros((), jnp.int32))
+
+
+def apply_velo(theta, updates, state: VeloState, params, value, *, num_steps: int,
+               weight_decay: float):
+  """VeLO's update on pytrees: flatten, weight decay, clip, ``velo_update``, unflatten.
+
+  ``value`` is the float32 loss. Not jitted itself: ``scale_by_velo`` jits a
+  closure over theta and the flags, so theta stays a compile-time constant.
+  """
+  g_leaves, treedef = jax.tree.flatten(updates)
+  p_leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
+  layout = make_layout([jnp.shape(x) for x in p_leaves])
+  # Barrier: materialise the flat arrays once. XLA would otherwise fuse the
+  # concatenation into consumers, each element access becoming a select
+  # over all leaves.
+  g, p = jax.lax.optimization_barrier((layout.flatten(g_leaves), layout.flatten(p_leaves)))
+  loss = value
+  if weight_decay:  # learned_optimization's WeightDecayWrapper: before the clip
+    wd = jnp.float32(weight_decay)
+    g = g + wd * p
+    loss = loss + jnp.sum(layout.per_tensor_sum(p * p) * wd)
+  # Quirk: gradients are clipped to +-1000 before everything else.
+  g = jnp.clip(g, -GRAD_CLIP, GRAD_CLIP)
+  fac_moments = factored_grad_moments(layout, g)
+  step, state = velo_update(theta, layout, g, p, fac_moments, state, loss, num_steps)
+  out = layout.unflatten(step, [x.dtype for x in p_leaves])
+  return jax.tree.unflatten(treedef, out), state
 
 
 def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
@@ -467,20 +562,7 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
 
   def init_fn(params):
     base.check_params(params, "velo init")
-    leaves = jax.tree.leaves(params)
-    layout = make_layout([jnp.shape(x) for x in leaves])
-    nb, blk, nd = layout.num_blocks, layout.block, layout.num_diag_blocks
-    zeros = lambda *s: jnp.zeros(s, jnp.float32)
-    t = layout.num_tensors
-    return VeloState(
-        mom=(zeros(nb, blk), zeros(nb, blk), zeros(nb, blk)), rms=zeros(nb, blk),
-        v_diag=zeros(3, nd, blk), v_row=zeros(3, layout.num_rows),
-        v_col=zeros(3, layout.num_cols),
-        lstm_hidden=jnp.tile(theta["lstm_init"]["hidden"][None], (t, 1)),
-        lstm_cell=jnp.tile(theta["lstm_init"]["cell"][None], (t, 1)),
-        loss_means=zeros(NUM_LOSS_DECAYS),
-        loss_min=999999999999.0 * jnp.ones((NUM_LOSS_DECAYS,), jnp.float32),
-        loss_decays=loss_decays(num_steps), iteration=jnp.zeros((), jnp.int32))
+    return init_velo_state(theta, params, num_steps)
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args  # e.g. a PRNG key: HyperV2 splits one but draws nothing from it.
@@ -493,24 +575,8 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
   # ops; inside the caller's jit/vmap it is simply inlined.
   @jax.jit
   def apply(updates, state, params, value):
-    g_leaves, treedef = jax.tree.flatten(updates)
-    p_leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
-    layout = make_layout([jnp.shape(x) for x in p_leaves])
-    # Barrier: materialise the flat arrays once. XLA would otherwise fuse the
-    # concatenation into consumers, each element access becoming a select
-    # over all leaves.
-    g, p = jax.lax.optimization_barrier((layout.flatten(g_leaves), layout.flatten(p_leaves)))
-    loss = value
-    if weight_decay:  # learned_optimization's WeightDecayWrapper: before the clip
-      wd = jnp.float32(weight_decay)
-      g = g + wd * p
-      loss = loss + jnp.sum(layout.per_tensor_sum(p * p) * wd)
-    # Quirk: gradients are clipped to +-1000 before everything else.
-    g = jnp.clip(g, -GRAD_CLIP, GRAD_CLIP)
-    fac_moments = factored_grad_moments(layout, g)
-    step, state = velo_update(theta, layout, g, p, fac_moments, state, loss, num_steps)
-    out = layout.unflatten(step, [x.dtype for x in p_leaves])
-    return jax.tree.unflatten(treedef, out), state
+    return apply_velo(theta, updates, state, params, value, num_steps=num_steps,
+                      weight_decay=weight_decay)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

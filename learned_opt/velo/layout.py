@@ -147,21 +147,26 @@ class Layout:
     return jax.lax.optimization_barrier(per_tensor[..., jnp.asarray(self.block_tensor)])[..., None]
 
 
-def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
-  """Builds the layout for leaves of the given shapes (tree order)."""
-  shapes = tuple(tuple(int(d) for d in s) for s in shapes)
-  sizes = [int(np.prod(s)) for s in shapes]
-  largest = max(sizes) if sizes else 1
-  block = int(min(MAX_BLOCK, max(8, 1 << (max(largest, 1) - 1).bit_length())))
-  diag = [t for t, s in enumerate(shapes) if factored_dims(s) is None]
-  # Factored tensors of equal shape are placed next to each other, so their
-  # row/column statistics are one reduction over a slice of the flat array.
-  fac = sorted((t for t, s in enumerate(shapes) if factored_dims(s) is not None),
-               key=lambda t: (shapes[t], t))
+def _cat(xs: list[np.ndarray], dtype) -> np.ndarray:
+  return np.concatenate(xs).astype(dtype) if xs else np.zeros((0,), dtype)
 
-  first_block = np.zeros(len(shapes), np.int64)
+
+def _block_size(sizes: Sequence[int]) -> int:
+  """Lanes per block: the largest size rounded up to a power of two, in [8, MAX_BLOCK]."""
+  largest = max(sizes) if sizes else 1
+  return int(min(MAX_BLOCK, max(8, 1 << (max(largest, 1) - 1).bit_length())))
+
+
+def _assign_blocks(sizes: Sequence[int], order: Sequence[int], block: int):
+  """Whole blocks for each tensor, in ``order``, then empty blocks at the end.
+
+  Returns ``(first_block, block_tensor, block_valid, extra)``: the (T,) first
+  block of each tensor, the lists of each block's tensor and number of real
+  lanes, and the number of empty trailing blocks.
+  """
+  first_block = np.zeros(len(sizes), np.int64)
   block_tensor, block_valid = [], []
-  for t in diag + fac:
+  for t in order:
     n = sizes[t]
     nblocks = -(-n // block)
     first_block[t] = len(block_tensor)
@@ -172,60 +177,113 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
   extra = -len(block_tensor) % BLOCK_MULTIPLE
   block_tensor += [block_tensor[-1] if block_tensor else 0] * extra
   block_valid += [0] * extra
-  num_diag_blocks = int(sum(-(-sizes[t] // block) for t in diag))
-  nd = num_diag_blocks * block
-  diag_valid = (np.arange(block)[None, :] < np.asarray(block_valid[:num_diag_blocks], np.int64)[:, None])
-  diag_tensor = np.repeat(np.asarray(block_tensor[:num_diag_blocks], np.int32), block)
+  return first_block, block_tensor, block_valid, extra
 
-  row_idx, col_idx = [np.arange(nd, dtype=np.int64)], [np.arange(nd, dtype=np.int64)]
-  row_t, row_m = [diag_tensor], [diag_valid.reshape(-1).astype(np.float32)]
-  col_t, col_m = [diag_tensor], [diag_valid.reshape(-1).astype(np.float32)]
-  row_group, group_count, factored = [], [], []
-  r_off = c_off = g_off = 0
+
+def _diag_entries(block_tensor, block_valid, num_diag_blocks: int, block: int):
+  """Owner tensor and multiplicity of the diagonal blocks' table entries, one per lane.
+
+  A rank < 2 tensor's element reads its own moment, so the multiplicity is 1
+  on real lanes and 0 on padding.
+  """
+  valid = (np.arange(block)[None, :]
+           < np.asarray(block_valid[:num_diag_blocks], np.int64)[:, None])
+  owner = np.repeat(np.asarray(block_tensor[:num_diag_blocks], np.int32), block)
+  return owner, valid.reshape(-1).astype(np.float32)
+
+
+def _lookup_table(shapes, fac: Sequence[int], diag_entries, block: int, extra: int, side: str):
+  """``(idx, owner, mult)`` of the ``side="row"`` or ``"col"`` table (see ``Layout``).
+
+  The table is the diagonal blocks' entries (``_diag_entries``), then those of
+  each factored tensor in ``fac`` order: its moments reduced over axis ``d0``
+  (rows) or ``d1`` (columns), which that many elements read. Padding lanes
+  and the ``extra`` empty trailing blocks read entry ``nd``.
+  """
+  diag_owner, diag_mult = diag_entries
+  nd = diag_owner.shape[0]  # one entry per lane of the diagonal blocks
+  idx, owner, mult = [np.arange(nd, dtype=np.int64)], [diag_owner], [diag_mult]
+  offset = 0
   for t in fac:
-    shape, n = shapes[t], sizes[t]
+    shape = shapes[t]
+    n = int(np.prod(shape))
     d1, d0 = factored_dims(shape)
-    factored.append((t, d1, d0))
+    drop = d0 if side == "row" else d1
     pad = -(-n // block) * block - n
-    row_idx.append(np.pad(_broadcast_ids(shape, d0) + nd + r_off, (0, pad), constant_values=nd))
-    col_idx.append(np.pad(_broadcast_ids(shape, d1) + nd + c_off, (0, pad), constant_values=nd))
-    n_rows, n_cols = n // shape[d0], n // shape[d1]
-    row_t.append(np.full(n_rows, t, np.int32))
-    row_m.append(np.full(n_rows, shape[d0], np.float32))
-    col_t.append(np.full(n_cols, t, np.int32))
-    col_m.append(np.full(n_cols, shape[d1], np.float32))
+    idx.append(np.pad(_broadcast_ids(shape, drop) + nd + offset, (0, pad), constant_values=nd))
+    entries = n // shape[drop]
+    owner.append(np.full(entries, t, np.int32))
+    mult.append(np.full(entries, shape[drop], np.float32))
+    offset += entries
+  idx.append(np.full(extra * block, nd, np.int64))  # the empty trailing blocks
+  return _cat(idx, np.int32).reshape(-1, block), _cat(owner, np.int32), _cat(mult, np.float32)
+
+
+def _row_groups(shapes, fac: Sequence[int]):
+  """``(row_group, group_count)``: which v_row entries are averaged together.
+
+  Adafactor's row normalisation (hyper_v2.update_factored) averages each
+  factored tensor's row moments over axis ``d1``; a group is one slice of the
+  other axes, numbered across tensors in ``fac`` order.
+  """
+  row_group, group_count = [], []
+  offset = 0
+  for t in fac:
+    shape = shapes[t]
+    d1, d0 = factored_dims(shape)
+    n_rows = int(np.prod(shape)) // shape[d0]
     row_shape = tuple(s for i, s in enumerate(shape) if i != d0)
-    reduced_d1 = d1 - 1 if d1 > d0 else d1
-    row_group.append(_broadcast_ids(row_shape, reduced_d1) + g_off)
+    reduced_d1 = d1 - 1 if d1 > d0 else d1  # d1's position once d0 is dropped
+    row_group.append(_broadcast_ids(row_shape, reduced_d1) + offset)
     group_count += [shape[d1]] * (n_rows // shape[d1])
-    r_off, c_off, g_off = r_off + n_rows, c_off + n_cols, g_off + n_rows // shape[d1]
+    offset += n_rows // shape[d1]
+  return _cat(row_group, np.int32), np.asarray(group_count, np.float32)
 
-  row_idx.append(np.full(extra * block, nd, np.int64))  # the empty trailing blocks
-  col_idx.append(np.full(extra * block, nd, np.int64))
 
-  fac_groups = []
+def _fac_groups(shapes, factored, first_block: np.ndarray):
+  """Runs of equal-shape factored leaves: (shape, d1, d0, first block, number of leaves)."""
+  groups = []
   for t, d1, d0 in factored:
-    if fac_groups and fac_groups[-1][0] == shapes[t]:
-      fac_groups[-1][4] += 1
+    if groups and groups[-1][0] == shapes[t]:
+      groups[-1][4] += 1
     else:
-      fac_groups.append([shapes[t], d1, d0, int(first_block[t]), 1])
+      groups.append([shapes[t], d1, d0, int(first_block[t]), 1])
+  return tuple(tuple(x) for x in groups)
 
-  def cat(xs: list[np.ndarray], dtype) -> np.ndarray:
-    return np.concatenate(xs).astype(dtype) if xs else np.zeros((0,), dtype)
 
+def _rank_one_hot(shapes) -> np.ndarray:
+  """(T, 5) float32 one-hot of each tensor's number of axes of size > 1."""
   n_rank = [int(np.sum(np.asarray(s) > 1)) for s in shapes]
   # hk.one_hot(n, 5) is all zeros for n >= 5.
-  rank_one_hot = np.array([[float(r == i) for i in range(NUM_RANK_FEATURES)] for r in n_rank],
-                          np.float32).reshape(len(shapes), NUM_RANK_FEATURES)
+  return np.array([[float(r == i) for i in range(NUM_RANK_FEATURES)] for r in n_rank],
+                  np.float32).reshape(len(shapes), NUM_RANK_FEATURES)
+
+
+def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
+  """Builds the layout for leaves of the given shapes (tree order)."""
+  shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+  sizes = [int(np.prod(s)) for s in shapes]
+  block = _block_size(sizes)
+  diag = [t for t, s in enumerate(shapes) if factored_dims(s) is None]
+  # Factored tensors of equal shape are placed next to each other, so their
+  # row/column statistics are one reduction over a slice of the flat array.
+  fac = sorted((t for t, s in enumerate(shapes) if factored_dims(s) is not None),
+               key=lambda t: (shapes[t], t))
+  first_block, block_tensor, block_valid, extra = _assign_blocks(sizes, diag + fac, block)
+  num_diag_blocks = int(sum(-(-sizes[t] // block) for t in diag))
+  diag_entries = _diag_entries(block_tensor, block_valid, num_diag_blocks, block)
+  row_idx, row_tensor, row_mult = _lookup_table(shapes, fac, diag_entries, block, extra, "row")
+  col_idx, col_tensor, col_mult = _lookup_table(shapes, fac, diag_entries, block, extra, "col")
+  row_group, group_count = _row_groups(shapes, fac)
+  factored = tuple((t, *factored_dims(shapes[t])) for t in fac)
   return Layout(
       shapes=shapes, block=block, first_block=first_block,
       block_tensor=np.asarray(block_tensor, np.int32),
       block_valid=np.asarray(block_valid, np.int32),
       num_diag_blocks=num_diag_blocks,
-      sizes=np.asarray(sizes, np.float32), rank_one_hot=rank_one_hot,
-      factored=tuple(factored), fac_groups=tuple(tuple(x) for x in fac_groups),
-      row_idx=cat(row_idx, np.int32).reshape(-1, block),
-      col_idx=cat(col_idx, np.int32).reshape(-1, block),
-      row_table_tensor=cat(row_t, np.int32), row_table_mult=cat(row_m, np.float32),
-      col_table_tensor=cat(col_t, np.int32), col_table_mult=cat(col_m, np.float32),
-      row_group=cat(row_group, np.int32), group_count=np.asarray(group_count, np.float32))
+      sizes=np.asarray(sizes, np.float32), rank_one_hot=_rank_one_hot(shapes),
+      factored=factored, fac_groups=_fac_groups(shapes, factored, first_block),
+      row_idx=row_idx, col_idx=col_idx,
+      row_table_tensor=row_tensor, row_table_mult=row_mult,
+      col_table_tensor=col_tensor, col_table_mult=col_mult,
+      row_group=row_group, group_count=group_count)
