@@ -8,12 +8,14 @@ curvature are rescaled per tensor. An optimizer that does well on such copies
 cannot rely on the tensor scales that default inits happen to produce.
 
 Wrappers are pytree dataclasses too: their random factors are derived from a
-``seed`` leaf, so wrapped tasks stack and vmap like the tasks they wrap.
+``seed`` leaf, so wrapped tasks stack and vmap like the tasks they wrap. All of
+them build on ``TaskWrapper``, which forwards the whole task contract (the
+optional ``predict`` and ``layer_order`` included) to the wrapped task.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -32,34 +34,35 @@ def _tensor_scales(params: Any, seed: jax.Array, max_log_scale: jax.Array) -> An
   return jax.tree.unflatten(treedef, scales)
 
 
-@common.task_dataclass()
-class ReparameterizedTask(Task):
-  """Stores each tensor divided by a random per-tensor factor; the loss is invariant."""
+class TaskWrapper(Task):
+  """Abstract: a task that forwards every member to ``inner``.
+
+  Each augmentation subclasses it, declares its fields (``inner`` first) and
+  overrides only what it changes; the name gets the class's ``suffix``. The
+  augmentations are final: wrap a wrapped task instead of subclassing one.
+  """
+  # Abstract attributes. Each concrete wrapper declares all of its fields itself,
+  # ``inner`` first (equinox: the fields of a class live in one class).
   inner: Task
-  seed: int | jax.Array
-  max_log_scale: float | jax.Array = 2.3  # factors in [0.1, 10]
+  suffix: ClassVar[str]
 
   @property
   def name(self) -> str:
-    return f"{self.inner.name}+reparam"
+    return f"{self.inner.name}+{self.suffix}"
 
   @property
   def batch_spec(self) -> Any:
     return self.inner.batch_spec
 
+  @property
+  def has_predictions(self) -> bool:  # type: ignore[override]  # per instance: the inner's
+    return self.inner.has_predictions
+
   def init(self, key: PRNGKey) -> Any:
-    params = self.inner.init(key)
-    scales = _tensor_scales(params, self.seed, self.max_log_scale)
-    return jax.tree.map(lambda p, s: p / s, params, scales)
+    return self.inner.init(key)
 
   def loss(self, params: Any, key: PRNGKey, batch: Any) -> jax.Array:
-    scales = _tensor_scales(params, self.seed, self.max_log_scale)
-    return self.inner.loss(jax.tree.map(lambda p, s: p * s, params, scales), key, batch)
-
-  def to_inner(self, params: Any) -> Any:
-    """The wrapped task's parameters that ``params`` stand for."""
-    scales = _tensor_scales(params, self.seed, self.max_log_scale)
-    return jax.tree.map(lambda p, s: p * s, params, scales)
+    return self.inner.loss(params, key, batch)
 
   def sample_batch(self, key: PRNGKey, split: Split = "train") -> Any:
     return self.inner.sample_batch(key, split)
@@ -67,9 +70,45 @@ class ReparameterizedTask(Task):
   def normalizer(self, loss: jax.Array) -> jax.Array:
     return self.inner.normalizer(loss)
 
+  def reference_loss(self) -> float | jax.Array:
+    return self.inner.reference_loss()
+
+  def predict(self, params: Any, batch: Any) -> tuple[jax.Array, jax.Array]:
+    return self.inner.predict(params, batch)
+
+  def layer_order(self, params: Any) -> list[str]:
+    return self.inner.layer_order(params)
+
 
 @common.task_dataclass()
-class LossScaledTask(Task):
+class ReparameterizedTask(TaskWrapper):
+  """Stores each tensor divided by a random per-tensor factor; the loss is invariant."""
+  inner: Task
+  seed: int | jax.Array
+  max_log_scale: float | jax.Array = 2.3  # factors in [0.1, 10]
+  suffix = "reparam"
+
+  def init(self, key: PRNGKey) -> Any:
+    params = self.inner.init(key)
+    scales = _tensor_scales(params, self.seed, self.max_log_scale)
+    return jax.tree.map(lambda p, s: p / s, params, scales)
+
+  def to_inner(self, params: Any) -> Any:
+    """The wrapped task's parameters that ``params`` stand for."""
+    scales = _tensor_scales(params, self.seed, self.max_log_scale)
+    return jax.tree.map(lambda p, s: p * s, params, scales)
+
+  def loss(self, params: Any, key: PRNGKey, batch: Any) -> jax.Array:
+    return self.inner.loss(self.to_inner(params), key, batch)
+
+  def predict(self, params: Any, batch: Any) -> tuple[jax.Array, jax.Array]:
+    return self.inner.predict(self.to_inner(params), batch)
+
+  # layer_order is forwarded as is: the stored parameters keep the inner's keys.
+
+
+@common.task_dataclass()
+class LossScaledTask(TaskWrapper):
   """Multiplies the loss (so every gradient) by ``scale``; the normalizer undoes it.
 
   Gradient renormalisation augmentation: the optimizer sees gradients whose
@@ -78,48 +117,25 @@ class LossScaledTask(Task):
   """
   inner: Task
   scale: float | jax.Array
-
-  @property
-  def name(self) -> str:
-    return f"{self.inner.name}+lossscale"
-
-  @property
-  def batch_spec(self) -> Any:
-    return self.inner.batch_spec
-
-  def init(self, key: PRNGKey) -> Any:
-    return self.inner.init(key)
+  suffix = "lossscale"
 
   def loss(self, params: Any, key: PRNGKey, batch: Any) -> jax.Array:
     return jnp.asarray(self.scale, jnp.float32) * self.inner.loss(params, key, batch)
 
-  def sample_batch(self, key: PRNGKey, split: Split = "train") -> Any:
-    return self.inner.sample_batch(key, split)
-
   def normalizer(self, loss: jax.Array) -> jax.Array:
     return self.inner.normalizer(loss / jnp.asarray(self.scale, jnp.float32))
 
+  def reference_loss(self) -> jax.Array:
+    return jnp.asarray(self.scale, jnp.float32) * self.inner.reference_loss()
+
 
 @common.task_dataclass(static=("num_classes",))
-class LabelNoiseTask(Task):
+class LabelNoiseTask(TaskWrapper):
   """Replaces each training label by a uniformly random one with probability ``rate``."""
   inner: Task
   rate: float | jax.Array
   num_classes: int
-
-  @property
-  def name(self) -> str:
-    return f"{self.inner.name}+labelnoise"
-
-  @property
-  def batch_spec(self) -> Any:
-    return self.inner.batch_spec
-
-  def init(self, key: PRNGKey) -> Any:
-    return self.inner.init(key)
-
-  def loss(self, params: Any, key: PRNGKey, batch: Any) -> jax.Array:
-    return self.inner.loss(params, key, batch)
+  suffix = "labelnoise"
 
   def sample_batch(self, key: PRNGKey, split: Split = "train") -> Any:
     key, flip_key, label_key = jax.random.split(key, 3)
@@ -130,9 +146,6 @@ class LabelNoiseTask(Task):
     flip = jax.random.uniform(flip_key, labels.shape) < jnp.asarray(self.rate, jnp.float32)
     noise = jax.random.randint(label_key, labels.shape, 0, self.num_classes, labels.dtype)
     return {**batch, "label": jnp.where(flip, noise, labels)}
-
-  def normalizer(self, loss: jax.Array) -> jax.Array:
-    return self.inner.normalizer(loss)
 
 
 def augment(task: Task, key: PRNGKey, *, reparam: bool = True, max_log_scale: float = 2.3,

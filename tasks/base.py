@@ -15,13 +15,19 @@ program. Every family documents which of its spec fields are static.
 The in-memory sampler ``task.sample_batch(key, split)`` is a pure jittable
 function, so an unrolled inner training can draw batches inside
 ``jit``/``vmap``/``scan`` without host round-trips.
+
+Beyond training, evaluation asks two optional questions of a task, and the task
+answers them itself instead of having its flax module names guessed:
+``predict`` (the predictive distribution, for ensembles; only where
+``has_predictions``) and ``layer_order`` (the parameter groups from input to
+output, for FreezeOut and layer-wise learning rates).
 """
 
 from __future__ import annotations
 
 import abc
 import functools
-from typing import Any, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal, Mapping
 
 import chex
 import jax
@@ -43,6 +49,12 @@ class TaskError(ValueError):
 
 class Task(abc.ABC):
   """One training problem. Concrete tasks are pytree-registered dataclasses."""
+
+  # Whether ``predict`` is defined: the task has a predictive distribution over
+  # classes (classifiers, language models). Regressions, autoencoders and the
+  # quadratic have none, and averaging their parameters is not an ensemble.
+  # Read it on the task, not its class: a wrapper answers for the task it wraps.
+  has_predictions: ClassVar[bool] = False
 
   @property
   @abc.abstractmethod
@@ -84,6 +96,33 @@ class Task(abc.ABC):
     """The loss of a trivial predictor (e.g. log(num_classes)); used by normalizer."""
     return 1.0
 
+  def predict(self, params: Params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """``(logits, labels)`` of ``batch``: logits ``[..., classes]``, integer labels ``[...]``.
+
+    Defined only by tasks with ``has_predictions`` (the image classifiers of
+    ``image_mlp`` and ``image_conv``, and the language models of ``rnn_lm`` and
+    ``transformer_lm``, whose positions are the leading dims); check the flag first.
+    """
+    del params, batch
+    raise TaskError(
+        f"{self.name} has no predictive distribution (has_predictions is False); only "
+        "classifiers and language models (image_mlp, image_conv, rnn_lm, transformer_lm) "
+        "define predict. Check task.has_predictions, or define predict and set "
+        "has_predictions = True on your task class.")
+
+  def layer_order(self, params: Params) -> list[str]:
+    """The top-level parameter groups (keys of ``params``), from input to output.
+
+    FreezeOut and layer-wise learning rates read it. Pytrees sort dict keys
+    (``Dense_10`` before ``Dense_2``), so a task whose order matters must
+    return it from its architecture. This fallback returns the keys of a dict
+    as they are: right for one group, or for names that sort in forward order.
+    """
+    if not isinstance(params, Mapping):
+      raise TaskError(f"{self.name}: layer_order needs a dict of parameter groups, got "
+                      f"{type(params).__name__}; override layer_order on the task.")
+    return list(params)
+
 
 # The task is a jit *argument* (a pytree), not a closed-over constant: its dataset
 # then stays a buffer instead of being baked into the program, and one compiled
@@ -104,8 +143,15 @@ class TaskFamily(abc.ABC):
   """A space of tasks: sample plain-data specs, build tasks from them."""
 
   name: str  # set by the registry
-  spec_type: type  # the frozen dataclass of this family's specs
-  static_fields: tuple[str, ...]  # spec fields that change shapes (cannot be vmapped over)
+  spec_type: type  # the frozen dataclass of this family's specs (tasks.common.spec_dataclass)
+
+  @property
+  def static_fields(self) -> tuple[str, ...]:
+    """Spec fields that change shapes (cannot be vmapped over), read from ``spec_type``.
+
+    Derived, not declared, so a family cannot disagree with its own spec's pytree.
+    """
+    return type(self).spec_type.static_fields
 
   @abc.abstractmethod
   def sample(self, key: PRNGKey) -> Spec:

@@ -5,7 +5,9 @@ Specs and tasks are frozen dataclasses registered as pytrees with
 change shapes) become pytree metadata, its other fields become leaves. A task
 holds its spec and its in-memory dataset as leaves, so ``stack_tasks`` stacks
 the continuous spec values and the datasets, and ``jax.vmap`` runs one program
-over a meta-batch of tasks.
+over a meta-batch of tasks. Abstract task bases (``tasks.model.ModelTask``)
+mark their static fields with :func:`static_field`, so every concrete task
+built on them keeps the same split.
 """
 
 from __future__ import annotations
@@ -53,14 +55,29 @@ def spec_dataclass(*, static: Sequence[str]) -> Callable[[T], T]:
   return wrap
 
 
+def static_field() -> Any:
+  """A task field that is pytree metadata (a flax module, a name), not a leaf.
+
+  For the fields an abstract task base declares: its concrete subclasses are
+  registered by :func:`task_dataclass`, which reads this marker, so every task
+  built on the base keeps the same static/leaf split.
+  """
+  return dataclasses.field(metadata={"static": True})
+
+
 def task_dataclass(*, static: Sequence[str] = ()) -> Callable[[T], T]:
-  """Makes ``cls`` a frozen dataclass pytree; fields not in ``static`` are subtrees."""
+  """Makes ``cls`` a frozen dataclass pytree; fields not in ``static`` are subtrees.
+
+  Fields inherited from an abstract base count as static when the base marks
+  them with :func:`static_field`.
+  """
 
   def wrap(cls: T) -> T:
     cls = dataclasses.dataclass(frozen=True)(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)
+    meta = [f.name for f in fields if f.name in static or f.metadata.get("static", False)]
     jax.tree_util.register_dataclass(
-        cls, data_fields=[n for n in names if n not in static], meta_fields=list(static))
+        cls, data_fields=[f.name for f in fields if f.name not in meta], meta_fields=meta)
     return cls
 
   return wrap
@@ -85,6 +102,11 @@ def choice(rng: np.random.Generator, options: Sequence[Any]) -> Any:
   """One of ``options`` as a plain Python value (numpy scalars are not JSON)."""
   value = options[int(rng.integers(len(options)))]
   return value.item() if isinstance(value, np.generic) else value
+
+
+def sample_init_fields(rng: np.random.Generator) -> dict[str, Any]:
+  """The spec fields every model family draws last: ``init_scale`` and ``data_seed``."""
+  return dict(init_scale=log_uniform(rng, 0.3, 3.0), data_seed=int(rng.integers(2**31)))
 
 
 def scale_init(params: Any, scale: float | jax.Array) -> Any:
@@ -119,6 +141,35 @@ def check(condition: bool, family: str, message: str) -> None:
 def check_spec_type(spec: Any, spec_type: type, family: str) -> None:
   check(isinstance(spec, spec_type), family,
         f"expected a {spec_type.__name__}, got {type(spec).__name__}")
+
+
+def check_positive_ints(spec: Any, family: str, fields: Sequence[str]) -> None:
+  """Checks that each of ``fields`` of ``spec`` is an int >= 1."""
+  for field in fields:
+    value = getattr(spec, field)
+    check(isinstance(value, int) and value >= 1, family,
+          f"{field} must be a positive int, got {value!r}")
+
+
+def check_widths(widths: Any, family: str, field: str, *, allow_empty: bool = True) -> None:
+  """Checks a tuple of layer widths (``allow_empty``: a linear model is fine)."""
+  check(isinstance(widths, tuple) and (allow_empty or bool(widths))
+        and all(isinstance(w, int) and w >= 1 for w in widths), family,
+        f"{field} must be a tuple of positive ints, got {widths!r}")
+
+
+def check_activation(activation: str, family: str) -> None:
+  check(activation in ACTIVATIONS, family,
+        f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+
+
+def dense_names(num_layers: int) -> list[str]:
+  """The top-level parameter names flax gives ``num_layers`` unnamed ``nn.Dense`` layers.
+
+  Flax numbers them in creation (forward) order, but pytrees sort dict keys,
+  so ``Dense_10`` comes before ``Dense_2``: modules list their order explicitly.
+  """
+  return [f"Dense_{i}" for i in range(num_layers)]
 
 
 def mlp_flops(sizes: Sequence[int]) -> float:

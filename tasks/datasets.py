@@ -32,13 +32,15 @@ import functools
 import os
 import pathlib
 import sysconfig
-from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+# tfds_data imports tensorflow_datasets only when a tfds dataset is read, so
+# importing it here keeps `import tasks` fast.
+from tasks import tfds_data
 from tasks.base import TaskError
+from tasks.data import ImageData, ImageInfo, TextData, resize_images  # re-exported
 
 IMAGE_DATASETS = ("digits", "prototypes", "shapes", "blobs")
 TEXT_DATASETS = ("stdlib_bytes", "markov", "shakespeare_bytes")
@@ -48,23 +50,6 @@ IMAGE_SIZES = (8, 16, 32)
 NUM_TRAIN, NUM_EVAL = 1024, 512
 TEXT_TRAIN_BYTES, TEXT_EVAL_BYTES = 1 << 18, 1 << 15
 SHAKESPEARE_PATHS = ("/work/shared/data/tinyshakespeare.txt",)
-
-
-class ImageData(NamedTuple):
-  train_x: jax.Array  # float32 [n, h, w, c]
-  train_y: jax.Array  # int32 [n]
-  eval_x: jax.Array
-  eval_y: jax.Array
-
-
-class TextData(NamedTuple):
-  train: jax.Array  # int32 [n]
-  eval: jax.Array  # int32 [m]
-
-
-class ImageInfo(NamedTuple):
-  num_classes: int
-  channels: int
 
 
 def is_tfds(name: str) -> bool:
@@ -81,7 +66,6 @@ def image_info(name: str) -> ImageInfo:
   if name == "shapes":
     return ImageInfo(8, 1)
   if is_tfds(name):
-    from tasks import tfds_data  # imported lazily: tfds is slow to import
     return tfds_data.image_info(name[len("tfds:"):])
   raise TaskError(f"unknown image dataset {name!r}; valid: {list(IMAGE_DATASETS)} "
                   "or 'tfds:<name>'.")
@@ -102,7 +86,6 @@ def _image_arrays(name: str, size: int, seed: int) -> tuple[np.ndarray, ...]:
   if name == "digits":
     train_x, train_y, eval_x, eval_y = _digits(rng, size)
   elif is_tfds(name):
-    from tasks import tfds_data
     train_x, train_y, eval_x, eval_y = tfds_data.load_images(
         name[len("tfds:"):], size, seed, num_train=4 * NUM_TRAIN, num_eval=NUM_EVAL)
   else:
@@ -117,14 +100,6 @@ def _image_arrays(name: str, size: int, seed: int) -> tuple[np.ndarray, ...]:
   for a in out:
     a.flags.writeable = False  # cached and shared: nobody may mutate it
   return out
-
-
-def resize_images(x: np.ndarray, size: int) -> np.ndarray:
-  """Bilinear resize of NHWC images to ``size`` x ``size`` (area-style when shrinking)."""
-  if x.shape[1] == size and x.shape[2] == size:
-    return x.astype(np.float32)
-  shape = (x.shape[0], size, size, x.shape[3])
-  return np.asarray(jax.image.resize(jnp.asarray(x, jnp.float32), shape, "linear", antialias=True))
 
 
 def _digits(rng: np.random.Generator, size: int) -> tuple[np.ndarray, ...]:
@@ -227,7 +202,6 @@ def _text_arrays(name: str, seed: int, vocab_size: int,
   elif name == "shakespeare_bytes":
     tokens = _shakespeare_bytes()
   elif is_tfds(name):
-    from tasks import tfds_data
     tokens = tfds_data.load_text_bytes(name[len("tfds:"):], TEXT_TRAIN_BYTES + TEXT_EVAL_BYTES)
   else:
     raise TaskError(f"unknown text dataset {name!r}; valid: {list(TEXT_DATASETS)} "

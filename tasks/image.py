@@ -1,4 +1,11 @@
-"""Image classification tasks: one Task class shared by image_mlp and image_conv.
+"""Image tasks: the abstract ``ImageTask`` and the classifier of image_mlp and image_conv.
+
+``ImageTask`` holds what every task on an ``ImageData`` repeats: batches of
+images (with labels or without), drawn in memory, and the example image that
+``init`` traces the model with. The classifier here, the autoencoder
+(``tasks.autoencoder``) and the VAE (``tasks.vae``) add only their loss and
+reference loss. The checks and helpers every image family's ``build`` shares
+live here too.
 
 The model (a flax.linen module, hashable) is static pytree metadata; the spec's
 continuous fields and the in-memory dataset are leaves.
@@ -7,15 +14,15 @@ continuous fields and the in-memory dataset are leaves.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tasks import common
-from tasks.base import PRNGKey, Split, Task
+from tasks import common, datasets
+from tasks.base import Params, PRNGKey, Split
 from tasks.datasets import ImageData
+from tasks.model import ModelTask
 
 
 def sample_image_batch(data: ImageData, key: PRNGKey, split: Split, batch_size: int, *,
@@ -37,35 +44,90 @@ def image_batch_spec(data: ImageData, batch_size: int, *,
   return spec
 
 
-@common.task_dataclass(static=("model", "label", "num_classes"))
-class ImageClassifierTask(Task):
-  """Softmax cross-entropy of ``model`` on an image dataset."""
-  spec: Any  # has batch_size (static) and init_scale
-  data: ImageData
-  model: nn.Module
-  label: str
-  num_classes: int
+class ImageTask(ModelTask):
+  """Abstract: a model task on an image dataset; ``spec`` has batch_size and init_scale.
 
-  @property
-  def name(self) -> str:
-    return self.label
+  Concrete subclasses set ``with_labels`` and define ``loss``.
+  """
+  # Whether batches carry "label" (classifiers) or only "image" (autoencoders).
+  with_labels: ClassVar[bool]
 
   @property
   def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-    return image_batch_spec(self.data, self.spec.batch_size)
+    return image_batch_spec(self.data, self.spec.batch_size, labels=self.with_labels)
 
-  def init(self, key: PRNGKey) -> dict[str, Any]:
-    example = jnp.zeros((1, *self.data.train_x.shape[-3:]), jnp.float32)
-    return common.scale_init(common.init_module(self.model, key, example), self.spec.init_scale)
+  def sample_batch(self, key: PRNGKey, split: Split = "train") -> dict[str, jax.Array]:
+    return sample_image_batch(self.data, key, split, self.spec.batch_size,
+                              labels=self.with_labels)
+
+  def example_inputs(self) -> tuple[jax.Array, ...]:
+    image = jnp.zeros((1, *self.data.train_x.shape[-3:]), jnp.float32)
+    return (image, *self.extra_inputs())
+
+  def extra_inputs(self) -> tuple[jax.Array, ...]:
+    """Model inputs besides the image, batch size 1, for ``init``; the VAE adds its noise."""
+    return ()
+
+
+@common.task_dataclass()
+class ImageClassifierTask(ImageTask):
+  """Softmax cross-entropy of ``model`` (images -> ``[batch, num_outputs]`` logits)."""
+  with_labels = True
+  has_predictions = True
+
+  @property
+  def num_classes(self) -> int:
+    return self.model.num_outputs
+
+  def predict(self, params: Params, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    return self.apply(params, batch["image"]), batch["label"]
 
   def loss(self, params: Any, key: PRNGKey, batch: dict[str, jax.Array]) -> jax.Array:
     del key
-    logits = self.model.apply({"params": params}, batch["image"])
-    return common.softmax_xent(logits, batch["label"])
-
-  def sample_batch(self, key: PRNGKey, split: Split = "train") -> dict[str, jax.Array]:
-    return sample_image_batch(self.data, key, split, self.spec.batch_size)
+    return common.softmax_xent(*self.predict(params, batch))
 
   def reference_loss(self) -> float:
     # The loss of predicting the uniform distribution.
     return math.log(self.num_classes)
+
+
+# ---------------------------------------------------------------- what every family shares
+
+
+def check_image_spec(spec: Any, spec_type: type, family: str, *, widths: str,
+                     allow_empty_widths: bool = True) -> None:
+  """Checks the fields every image family shares, and its tuple of layer ``widths``."""
+  common.check_spec_type(spec, spec_type, family)
+  common.check(spec.dataset in datasets.IMAGE_DATASETS or datasets.is_tfds(spec.dataset), family,
+               f"dataset must be one of {list(datasets.IMAGE_DATASETS)} or 'tfds:<name>', "
+               f"got {spec.dataset!r}")
+  common.check(isinstance(spec.image_size, int) and 4 <= spec.image_size <= 64, family,
+               f"image_size must be an int in [4, 64], got {spec.image_size!r}")
+  common.check(isinstance(spec.batch_size, int) and spec.batch_size >= 1, family,
+               f"batch_size must be a positive int, got {spec.batch_size!r}")
+  common.check(spec.init_scale > 0, family, f"init_scale must be > 0, got {spec.init_scale!r}")
+  common.check_widths(getattr(spec, widths), family, widths, allow_empty=allow_empty_widths)
+  common.check_activation(spec.activation, family)
+
+
+def sample_image_fields(rng: Any) -> dict[str, Any]:
+  """The dataset fields every image family draws first: ``dataset`` and ``image_size``."""
+  return dict(dataset=common.choice(rng, datasets.IMAGE_DATASETS),
+              image_size=common.choice(rng, (8, 8, 16)))
+
+
+def image_data(spec: Any) -> ImageData:
+  """The dataset an image spec names, at its size and seed."""
+  return datasets.image_dataset(spec.dataset, spec.image_size, spec.data_seed)
+
+
+def num_classes(spec: Any) -> int:
+  return datasets.image_info(spec.dataset).num_classes
+
+
+def channels_guess(dataset: str) -> int:
+  """Input channels for the cost model, which must not load data (or tfds metadata).
+
+  Assumes RGB for tfds datasets: the embedded ones are grayscale.
+  """
+  return 3 if datasets.is_tfds(dataset) else 1

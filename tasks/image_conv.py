@@ -5,10 +5,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from tasks import common, datasets
+from tasks import common, image
 from tasks.base import PRNGKey, TaskFamily
 from tasks.image import ImageClassifierTask
-from tasks.image_mlp import check_activation, check_image_spec, check_widths, _channels_guess
 from tasks.registry import register_family
 
 FAMILY = "image_conv"
@@ -48,49 +47,43 @@ class ConvNet(nn.Module):
         x = pool(x, (2, 2), strides=(2, 2))
     return nn.Dense(self.num_outputs)(x.mean(axis=(1, 2)))
 
+  def layer_order(self) -> list[str]:
+    return [f"Conv_{i}" for i in range(len(self.channels))] + common.dense_names(1)
+
 
 @register_family(FAMILY)
 class ImageConvFamily(TaskFamily):
   """Ranges: dataset {digits, prototypes, shapes, blobs}, image_size {8, 16}, 1-3 layers of
   {4, 8, 16, 32} channels, kernel {3, 5}, pooling {max, avg, none}, batch {16, 32, 64}."""
   spec_type = ImageConvSpec
-  static_fields = ImageConvSpec.static_fields
 
   def sample(self, key: PRNGKey) -> ImageConvSpec:
     rng = common.host_rng(key)
     depth = int(rng.integers(1, 4))
     return ImageConvSpec(
-        dataset=common.choice(rng, datasets.IMAGE_DATASETS),
-        image_size=common.choice(rng, (8, 8, 16)),
+        **image.sample_image_fields(rng),
         channels=tuple(common.choice(rng, (4, 8, 16, 32)) for _ in range(depth)),
         kernel_size=common.choice(rng, (3, 5)),
         pooling=common.choice(rng, POOLINGS),
         activation=common.choice(rng, sorted(common.ACTIVATIONS)),
         batch_size=common.choice(rng, (16, 32, 64)),
-        init_scale=common.log_uniform(rng, 0.3, 3.0),
-        data_seed=int(rng.integers(2**31)))
+        **common.sample_init_fields(rng))
 
   def build(self, spec: ImageConvSpec) -> ImageClassifierTask:
-    common.check_spec_type(spec, ImageConvSpec, FAMILY)
-    check_image_spec(spec, FAMILY)
-    check_widths(spec.channels, FAMILY, "channels", allow_empty=False)
-    check_activation(spec.activation, FAMILY)
-    common.check(isinstance(spec.kernel_size, int) and spec.kernel_size >= 1, FAMILY,
-                 f"kernel_size must be a positive int, got {spec.kernel_size!r}")
+    image.check_image_spec(spec, ImageConvSpec, FAMILY, widths="channels",
+                           allow_empty_widths=False)
+    common.check_positive_ints(spec, FAMILY, ("kernel_size",))
     common.check(spec.pooling in POOLINGS, FAMILY,
                  f"pooling must be one of {list(POOLINGS)}, got {spec.pooling!r}")
-    info = datasets.image_info(spec.dataset)
-    data = datasets.image_dataset(spec.dataset, spec.image_size, spec.data_seed)
     return ImageClassifierTask(
-        spec=spec, data=data,
+        spec=spec, data=image.image_data(spec),
         model=ConvNet(spec.channels, spec.kernel_size, spec.pooling, spec.activation,
-                      info.num_classes),
+                      image.num_classes(spec)),
         label=(f"{FAMILY}/{spec.dataset}{spec.image_size}/"
-               f"c{'x'.join(map(str, spec.channels))}k{spec.kernel_size}{spec.pooling}"),
-        num_classes=info.num_classes)
+               f"c{'x'.join(map(str, spec.channels))}k{spec.kernel_size}{spec.pooling}"))
 
   def flops(self, spec: ImageConvSpec) -> float:
-    size, c_in, total = spec.image_size, _channels_guess(spec.dataset), 0.0
+    size, c_in, total = spec.image_size, image.channels_guess(spec.dataset), 0.0
     for c in spec.channels:
       total += 2.0 * size * size * spec.kernel_size**2 * c_in * c
       c_in = c

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from tasks import common, datasets
-from tasks.base import PRNGKey, Split, Task
+from tasks.base import Params, PRNGKey, Split
 from tasks.datasets import TextData
+from tasks.model import ModelTask
 
 
 def sample_text_batch(data: TextData, key: PRNGKey, split: Split, batch_size: int,
@@ -28,33 +28,34 @@ def sample_text_batch(data: TextData, key: PRNGKey, split: Split, batch_size: in
   return {"tokens": jax.vmap(window)(starts)}
 
 
-@common.task_dataclass(static=("model", "label", "vocab_size"))
-class LanguageModelTask(Task):
-  """Mean next-token cross-entropy of ``model`` on a token stream."""
-  spec: Any  # has batch_size, seq_len (static) and init_scale
-  data: TextData
-  model: nn.Module
-  label: str
-  vocab_size: int
+@common.task_dataclass()
+class LanguageModelTask(ModelTask):
+  """Mean next-token cross-entropy of ``model`` on a token stream.
+
+  ``spec`` has batch_size, seq_len, vocab_size (static) and init_scale;
+  ``data`` is a ``TextData``.
+  """
+  has_predictions = True
 
   @property
-  def name(self) -> str:
-    return self.label
+  def vocab_size(self) -> int:
+    return self.spec.vocab_size
 
   @property
   def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
     return {"tokens": jax.ShapeDtypeStruct((self.spec.batch_size, self.spec.seq_len + 1),
                                            jnp.int32)}
 
-  def init(self, key: PRNGKey) -> dict[str, Any]:
-    example = jnp.zeros((1, self.spec.seq_len), jnp.int32)
-    return common.scale_init(common.init_module(self.model, key, example), self.spec.init_scale)
+  def example_inputs(self) -> tuple[jax.Array, ...]:
+    return (jnp.zeros((1, self.spec.seq_len), jnp.int32),)
+
+  def predict(self, params: Params, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    tokens = batch["tokens"]
+    return self.apply(params, tokens[:, :-1]), tokens[:, 1:]
 
   def loss(self, params: Any, key: PRNGKey, batch: dict[str, jax.Array]) -> jax.Array:
     del key
-    tokens = batch["tokens"]
-    logits = self.model.apply({"params": params}, tokens[:, :-1])
-    return common.softmax_xent(logits, tokens[:, 1:])
+    return common.softmax_xent(*self.predict(params, batch))
 
   def sample_batch(self, key: PRNGKey, split: Split = "train") -> dict[str, jax.Array]:
     return sample_text_batch(self.data, key, split, self.spec.batch_size, self.spec.seq_len)

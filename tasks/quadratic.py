@@ -97,7 +97,6 @@ class QuadraticFamily(TaskFamily):
   """Ranges: dim in {2..64}, conditioning log-uniform [1, 1e3], noise 0 (1/3) or
   log-uniform [1e-3, 1], init_scale log-uniform [0.3, 3]."""
   spec_type = QuadraticSpec
-  static_fields = QuadraticSpec.static_fields
 
   def sample(self, key: PRNGKey) -> QuadraticSpec:
     rng = common.host_rng(key)

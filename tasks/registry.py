@@ -34,6 +34,9 @@ def register_family(name: str) -> Callable[[F], F]:
           "pick another name.")
     if not (isinstance(cls, type) and issubclass(cls, TaskFamily)):
       raise TypeError(f"register_family expects a TaskFamily subclass, got {cls!r}")
+    if not hasattr(getattr(cls, "spec_type", None), "static_fields"):
+      raise TypeError(f"{cls.__name__}.spec_type must be a spec class made with "
+                      "@tasks.common.spec_dataclass(static=...), which declares its static fields.")
     for other_name, other in _FAMILIES.items():
       if other.spec_type is cls.spec_type:
         raise TaskError(f"spec type {cls.spec_type.__name__} is already used by family "

@@ -52,6 +52,10 @@ class RNNLM(nn.Module):
     h = nn.RNN(CELLS[self.cell](features=self.hidden_size))(x)
     return nn.Dense(self.vocab_size)(h)
 
+  def layer_order(self) -> list[str]:
+    # nn.RNN keeps the cell's parameters under the cell class's auto-name.
+    return ["Embed_0", f"{CELLS[self.cell].__name__}_0", *common.dense_names(1)]
+
 
 @register_family(FAMILY)
 class RNNLMFamily(TaskFamily):
@@ -59,7 +63,6 @@ class RNNLMFamily(TaskFamily):
   seq_len {8, 16, 32}, batch {8, 16, 32}, data stdlib bytes or Markov (vocab 8-64,
   temperature log-uniform [0.3, 3])."""
   spec_type = RNNLMSpec
-  static_fields = RNNLMSpec.static_fields
 
   def sample(self, key: PRNGKey) -> RNNLMSpec:
     rng = common.host_rng(key)
@@ -69,24 +72,19 @@ class RNNLMFamily(TaskFamily):
         embed_size=common.choice(rng, (8, 16, 32)),
         seq_len=common.choice(rng, (8, 16, 32)),
         batch_size=common.choice(rng, (8, 16, 32)),
-        init_scale=common.log_uniform(rng, 0.3, 3.0),
-        data_seed=int(rng.integers(2**31)),
+        **common.sample_init_fields(rng),
         **sample_text_fields(rng))
 
   def build(self, spec: RNNLMSpec) -> LanguageModelTask:
     common.check_spec_type(spec, RNNLMSpec, FAMILY)
     common.check(spec.cell in CELLS, FAMILY,
                  f"cell must be one of {sorted(CELLS)}, got {spec.cell!r}")
-    for field in ("hidden_size", "embed_size"):
-      value = getattr(spec, field)
-      common.check(isinstance(value, int) and value >= 1, FAMILY,
-                   f"{field} must be a positive int, got {value!r}")
+    common.check_positive_ints(spec, FAMILY, ("hidden_size", "embed_size"))
     check_text_spec(spec, FAMILY)
     return LanguageModelTask(
         spec=spec, data=text_data(spec),
         model=RNNLM(spec.cell, spec.hidden_size, spec.embed_size, spec.vocab_size),
-        label=f"{FAMILY}/{spec.dataset}/{spec.cell}{spec.hidden_size}_t{spec.seq_len}",
-        vocab_size=spec.vocab_size)
+        label=f"{FAMILY}/{spec.dataset}/{spec.cell}{spec.hidden_size}_t{spec.seq_len}")
 
   def flops(self, spec: RNNLMSpec) -> float:
     h, e, v = spec.hidden_size, spec.embed_size, spec.vocab_size

@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from tasks.base import TaskError
-from tasks.datasets import ImageInfo, resize_images
+from tasks.data import ImageInfo, resize_images
 
 _FIX = ("Fixes: on a machine with internet run `tfds build {name} --file_format=array_record "
         "--data_dir=DIR` and copy DIR here; or build it offline from local files with "

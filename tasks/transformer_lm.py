@@ -66,13 +66,16 @@ class TransformerLM(nn.Module):
       x = Block(self.width, self.num_heads)(x, mask)
     return nn.Dense(self.vocab_size)(nn.LayerNorm()(x))
 
+  def layer_order(self) -> list[str]:
+    blocks = [f"Block_{i}" for i in range(self.depth)]
+    return ["Embed_0", "position", *blocks, "LayerNorm_0", *common.dense_names(1)]
+
 
 @register_family(FAMILY)
 class TransformerLMFamily(TaskFamily):
   """Ranges: width {16, 32, 64}, depth 1-3, heads {1, 2, 4} (dividing width),
   seq_len {8, 16, 32}, batch {8, 16, 32}, data as rnn_lm."""
   spec_type = TransformerLMSpec
-  static_fields = TransformerLMSpec.static_fields
 
   def sample(self, key: PRNGKey) -> TransformerLMSpec:
     rng = common.host_rng(key)
@@ -82,16 +85,12 @@ class TransformerLMFamily(TaskFamily):
         num_heads=common.choice(rng, (1, 2, 4)),
         seq_len=common.choice(rng, (8, 16, 32)),
         batch_size=common.choice(rng, (8, 16, 32)),
-        init_scale=common.log_uniform(rng, 0.3, 3.0),
-        data_seed=int(rng.integers(2**31)),
+        **common.sample_init_fields(rng),
         **sample_text_fields(rng))
 
   def build(self, spec: TransformerLMSpec) -> LanguageModelTask:
     common.check_spec_type(spec, TransformerLMSpec, FAMILY)
-    for field in ("width", "depth", "num_heads"):
-      value = getattr(spec, field)
-      common.check(isinstance(value, int) and value >= 1, FAMILY,
-                   f"{field} must be a positive int, got {value!r}")
+    common.check_positive_ints(spec, FAMILY, ("width", "depth", "num_heads"))
     common.check(spec.width % spec.num_heads == 0, FAMILY,
                  f"num_heads ({spec.num_heads}) must divide width ({spec.width})")
     check_text_spec(spec, FAMILY)
@@ -100,8 +99,7 @@ class TransformerLMFamily(TaskFamily):
         model=TransformerLM(spec.width, spec.depth, spec.num_heads, spec.seq_len,
                             spec.vocab_size),
         label=f"{FAMILY}/{spec.dataset}/w{spec.width}d{spec.depth}h{spec.num_heads}"
-        f"_t{spec.seq_len}",
-        vocab_size=spec.vocab_size)
+        f"_t{spec.seq_len}")
 
   def flops(self, spec: TransformerLMSpec) -> float:
     w, t, v = spec.width, spec.seq_len, spec.vocab_size

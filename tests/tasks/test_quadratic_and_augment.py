@@ -42,10 +42,14 @@ def test_reparameterisation_keeps_the_loss():
     batch = wrapped.sample_batch(k2)
     inner = wrapped.to_inner(params)
     return (params, inner, wrapped.inner.init(k1), wrapped.loss(params, None, batch),
-            wrapped.inner.loss(inner, None, batch))
+            wrapped.inner.loss(inner, None, batch), wrapped.predict(params, batch)[0],
+            wrapped.inner.predict(inner, batch)[0])
 
-  params, inner, inner_init, loss, inner_loss = run(wrapped, jax.random.key(1))
+  params, inner, inner_init, loss, inner_loss, logits, inner_logits = run(
+      wrapped, jax.random.key(1))
   np.testing.assert_allclose(loss, inner_loss, rtol=1e-5)
+  # predict sees the represented model too: the stored parameters are mapped back first.
+  np.testing.assert_allclose(logits, inner_logits, rtol=1e-4, atol=1e-5)
   for a, b in zip(jax.tree.leaves(inner), jax.tree.leaves(inner_init)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
   ratios = [float(jnp.linalg.norm(p) / jnp.linalg.norm(q))

@@ -114,8 +114,7 @@ class _LinearTask(tasks.Task):
 
 
 class _LinearFamily(tasks.TaskFamily):
-  spec_type = _LinearSpec
-  static_fields = _LinearSpec.static_fields
+  spec_type = _LinearSpec  # static_fields come from it
 
   def sample(self, key):
     rng = common.host_rng(key)

@@ -87,3 +87,11 @@ def test_tensorflow_datasets_does_not_import_tensorflow():
           "print('tensorflow' in sys.modules)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip().endswith("False")
+
+
+def test_import_tasks_does_not_import_tensorflow_datasets():
+  # datasets.py imports tfds_data at module level (no hidden import cycle); tfds_data
+  # must import tensorflow_datasets only when a tfds dataset is read, as it is slow.
+  code = "import sys, tasks; print('tensorflow_datasets' in sys.modules)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip().endswith("False")
