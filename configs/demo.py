@@ -38,11 +38,11 @@ def get_config(arg=None):
   c.arch = "mlp"
   c.arch_hparams = config_lib.ml_collections.ConfigDict({"hidden_size": 16, "hidden_layers": 1})
   c.estimator = "pes"
-  c.sigma = 0.01
-  c.num_pairs = 1
-  c.truncation_length = 10
-  c.min_horizon = 50
-  c.max_horizon = 200
+  c.pes.sigma = 0.01
+  c.pes.num_pairs = 1
+  c.pes.truncation_length = 10
+  c.pes.min_horizon = 50
+  c.pes.max_horizon = 200
   c.task_family = "image_mlp"
   c.num_groups = 4
   c.num_slots = 8
@@ -57,8 +57,8 @@ def get_config(arg=None):
   c.final_table_tasks = 4
   c.final_table_steps = 200
   if arg == "tiny":
-    c.outer_steps, c.num_slots, c.truncation_length = 4, 2, 4
-    c.min_horizon, c.max_horizon, c.num_groups = 8, 16, 1
+    c.outer_steps, c.num_slots, c.pes.truncation_length = 4, 2, 4
+    c.pes.min_horizon, c.pes.max_horizon, c.num_groups = 8, 16, 1
     c.eval_every, c.final_table_tasks, c.final_table_steps = 2, 1, 20
     c.adam_sweep = (1e-3, 1e-2)
   return c

@@ -24,9 +24,9 @@ def get_config(arg=None):
   c.arch = "mlp"
   c.arch_hparams = config_lib.ml_collections.ConfigDict({"hidden_size": 16})
   c.estimator = "pes"
-  c.sigma = 0.01
-  c.truncation_length = 25
-  c.min_horizon, c.max_horizon = 100, 1000
+  c.pes.sigma = 0.01
+  c.pes.truncation_length = 25
+  c.pes.min_horizon, c.pes.max_horizon = 100, 1000
   c.task_distribution = "small"
   c.num_groups, c.num_slots, c.pool_size = 8, 8, 8
   c.learning_rate = 3e-4
@@ -36,6 +36,6 @@ def get_config(arg=None):
   c.final_table, c.final_table_tasks, c.final_table_steps = True, 8, 500
   if arg == "tiny":
     c.outer_steps, c.num_groups, c.num_slots, c.pool_size = 3, 1, 2, 1
-    c.truncation_length, c.min_horizon, c.max_horizon = 3, 5, 8
+    c.pes.truncation_length, c.pes.min_horizon, c.pes.max_horizon = 3, 5, 8
     c.eval_every, c.final_table = 0, False
   return c

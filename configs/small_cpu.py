@@ -31,11 +31,11 @@ def get_config(arg=None):
   c.arch = "mlp"
   c.arch_hparams = config_lib.ml_collections.ConfigDict({"hidden_size": 16, "hidden_layers": 1})
   c.estimator = "pes"
-  c.sigma = 0.01
-  c.num_pairs = 1
-  c.truncation_length = 25
-  c.min_horizon = 100
-  c.max_horizon = 2000
+  c.pes.sigma = 0.01
+  c.pes.num_pairs = 1
+  c.pes.truncation_length = 25
+  c.pes.min_horizon = 100
+  c.pes.max_horizon = 2000
   c.task_distribution = "default"
   c.task_family = ""
   c.augment_reparam = 2.3
@@ -57,6 +57,6 @@ def get_config(arg=None):
     c.outer_steps = 6000
   if arg == "tiny":
     c.outer_steps, c.num_groups, c.num_slots, c.pool_size = 3, 1, 2, 1
-    c.truncation_length, c.min_horizon, c.max_horizon = 3, 5, 8
+    c.pes.truncation_length, c.pes.min_horizon, c.pes.max_horizon = 3, 5, 8
     c.eval_every, c.final_table = 0, False
   return c

@@ -17,11 +17,14 @@ def get_config(arg=None):
   c.arch = "adam_hparams"
   c.arch_hparams = config_lib.ml_collections.ConfigDict({"hidden_size": 4, "init_lr": 0.01})
   c.estimator = "pes"
-  c.num_pairs = 2
-  c.truncation_length = 5
-  c.min_horizon = 10
-  c.max_horizon = 20
-  c.horizon = 10
+  # Tiny for every estimator, so --config.estimator=tes or =es stays a smoke run.
+  for sub in (c.pes, c.tes):
+    sub.num_pairs = 2
+    sub.truncation_length = 5
+    sub.min_horizon = 10
+    sub.max_horizon = 20
+  c.es.num_pairs = 2
+  c.es.horizon = 10
   c.task_family = "quadratic"
   c.num_slots = 4
   c.pool_size = 2

@@ -1,26 +1,36 @@
 """Run configs: defaults, validation before any compilation, and compatibility.
 
 A config file ``configs/NAME.py`` returns ``get_config(arg)``: ``default()``
-with its own values. ``validate`` turns the ConfigDict into frozen estimator
-hyperparameters and checks every field, naming the fix, before anything is
-compiled. ``RESUMABLE_CHANGES`` lists the fields a run may change when it is
-resumed in the same workdir; any other difference is refused.
+with its own values. ``config.estimator`` names a registered estimator
+(``meta_train.estimators``); every registered estimator has a sub-dict of its
+hyperparameters, generated from the fields of its hparams dataclass
+(``config.pes.sigma``, ``config.es.horizon``), and only the selected one is
+used. ``validate`` turns the ConfigDict into frozen estimator hyperparameters
+and checks every field, naming the fix, before anything is compiled.
+
+``RESUMABLE_CHANGES`` lists the fields a run may change when it is resumed in
+the same workdir; the sub-dicts of the estimators it does not use may change
+too (they do not touch its trajectory); any other difference is refused.
+``upgrade`` reads the ``config.json`` of workdirs written before estimators had
+sub-dicts (flat ``sigma``, ``truncation_length``, ``horizon``, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
+import json
 import os
+from typing import Any
 
 import jax
 import ml_collections
 
 import learned_opt
 import tasks
-from meta_train.base import ESHParams, EstimatorError, PESHParams
-
-ESTIMATORS = ("pes", "tes", "es")
+from meta_train import estimators
+from meta_train.base import EstimatorError, HParams
 
 # Fields that do not change the trajectory of theta, so a resumed run may differ in them.
 RESUMABLE_CHANGES = frozenset({
@@ -45,18 +55,11 @@ def default() -> ml_collections.ConfigDict:
   # Warm start: a learned_opt.save file or a shipped name (learned_opt.pretrained.names());
   # its architecture must equal arch/arch_hparams. Empty: arch.init_meta.
   c.init_from = ""
-  # Estimator.
-  c.estimator = "pes"  # "pes" (unbiased), "tes" (truncated ES, biased), "es" (full unroll)
-  c.sigma = 0.01
-  c.noise = "normal"  # eps ~ "normal" or "rademacher" (1 random bit per coordinate; fast on CPU)
-  c.num_pairs = 1  # antithetic pairs per task slot
-  c.truncation_length = 10  # pes/tes: inner steps per outer step
-  c.min_horizon = 50  # pes/tes: episode lengths are log-uniform in [min, max]
-  c.max_horizon = 200
-  c.horizon = 100  # es: inner steps of the full unroll
-  c.shaping = "raw"  # es: "raw" or "sign" (VeLO)
-  c.meta_loss = "final"  # es: "final" or "mean"
-  c.num_eval_batches = 1  # es: fresh batches for the final loss
+  # Estimator: a meta_train.estimators name: "pes" (unbiased), "tes" (truncated ES,
+  # biased), "es" (full unroll, VeLO). Its hyperparameters are in c.<name>, one
+  # sub-dict per registered estimator (added at the end; fields as its hparams
+  # dataclass in meta_train/base.py), e.g. c.pes.sigma, c.pes.truncation_length.
+  c.estimator = "pes"
   # Tasks.
   c.task_distribution = "quadratic"  # a tasks.distributions() name
   c.task_family = ""  # if set, only this family (overrides task_distribution)
@@ -86,7 +89,19 @@ def default() -> ml_collections.ConfigDict:
   # Multi-host: empty/0/-1 mean "from the environment" (or a single process).
   c.distributed = ml_collections.ConfigDict(
       {"coordinator_address": "", "num_processes": 0, "process_id": -1})
+  for name in estimators.estimators():
+    if name in c:
+      raise _fail(f"estimator {name!r} has the name of a config field; register it under "
+                  "another name.")
+    c[name] = estimator_config(name)
   return c
+
+
+def estimator_config(name: str) -> ml_collections.ConfigDict:
+  """The sub-dict of estimator ``name``: its hparams dataclass's fields at their defaults."""
+  hp = estimators.get_estimator(name).hparams()
+  return ml_collections.ConfigDict(
+      {f.name: getattr(hp, f.name) for f in dataclasses.fields(hp)})
 
 
 def _fail(msg: str) -> ConfigError:
@@ -100,21 +115,28 @@ def _int(c, name, lo=1):
                 f"pass e.g. --config.{name}={max(lo, 1)}.")
 
 
-def estimator_hparams(c: ml_collections.ConfigDict) -> ESHParams | PESHParams:
-  """The frozen estimator hyperparameters of a config (raises ConfigError)."""
-  if c.estimator not in ESTIMATORS:
-    raise _fail(f"config.estimator must be one of {list(ESTIMATORS)}, got {c.estimator!r}; "
-                "pass e.g. --config.estimator=pes.")
+def estimator_hparams(c: ml_collections.ConfigDict) -> HParams:
+  """The frozen hyperparameters of ``c.estimator``, from ``c.<estimator>`` (raises ConfigError)."""
+  name = c.estimator
+  if name not in estimators.estimators():
+    raise _fail(f"config.estimator must be one of {list(estimators.estimators())}, got "
+                f"{name!r}; pass e.g. --config.estimator=pes (or --import the module that "
+                "registers it).")
+  cls = estimators.get_estimator(name).hparams
+  sub = c.get(name)
+  if not isinstance(sub, ml_collections.ConfigDict):
+    raise _fail(f"config.{name} (the {name} estimator's hyperparameters) is missing; build the "
+                f"config from config_lib.default() (which has one sub-dict per registered "
+                f"estimator), or set c.{name} = config_lib.estimator_config({name!r}).")
+  fields = estimators.hparams_fields(name)
+  unknown = sorted(set(sub.keys()) - set(fields))
+  if unknown:
+    raise _fail(f"config.{name} has unknown fields {unknown}; {cls.__name__} has {list(fields)}.")
   try:
-    if c.estimator == "es":
-      return ESHParams(sigma=c.sigma, num_pairs=c.num_pairs, horizon=c.horizon,
-                       shaping=c.shaping, meta_loss=c.meta_loss,
-                       num_eval_batches=c.num_eval_batches, noise=c.noise)
-    return PESHParams(sigma=c.sigma, num_pairs=c.num_pairs, noise=c.noise,
-                      truncation_length=c.truncation_length, min_horizon=c.min_horizon,
-                      max_horizon=c.max_horizon, mode=c.estimator)
+    return cls(**sub.to_dict())
   except EstimatorError as e:
-    raise _fail(f"bad estimator setting: {e} Fix it with --config.<field>=... .") from e
+    flag = f"--config.{name}.{e.field or '<field>'}=..."
+    raise _fail(f"bad estimator setting: config.{name}: {e} Fix it with {flag} .") from e
 
 
 def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
@@ -185,10 +207,84 @@ def check_devices(c: ml_collections.ConfigDict) -> None:
                 f"({n_dev}); pass --config.num_slots={n_dev * max(1, c.num_slots // n_dev)}.")
 
 
+# The flat estimator fields of configs written before estimators had sub-dicts,
+# and the ones each estimator read (it ignored the others). Frozen: it describes
+# the old format, not the current hyperparameters.
+_FLAT_FIELDS = {
+    "es": ("sigma", "num_pairs", "horizon", "shaping", "meta_loss", "num_eval_batches", "noise"),
+    "pes": ("sigma", "num_pairs", "noise", "truncation_length", "min_horizon", "max_horizon"),
+    "tes": ("sigma", "num_pairs", "noise", "truncation_length", "min_horizon", "max_horizon"),
+}
+_ALL_FLAT = frozenset(f for fields in _FLAT_FIELDS.values() for f in fields)
+
+
+def upgrade(saved: dict) -> dict:
+  """A saved config (a workdir's config.json) in the current layout.
+
+  Moves the old flat estimator fields (``sigma``, ``truncation_length``,
+  ``horizon``, ...) into the sub-dict of the saved estimator and drops those it
+  did not read. A current-layout config comes back unchanged. Pure.
+
+  Examples:
+    >>> upgrade({"estimator": "es", "sigma": 0.1, "horizon": 5, "min_horizon": 9, "seed": 0})
+    {'estimator': 'es', 'seed': 0, 'es': {'sigma': 0.1, 'horizon': 5}}
+  """
+  # A dict is a sub-dict (an estimator may be named like an old field), not a flat field.
+  flat = {k for k in _ALL_FLAT if k in saved and not isinstance(saved[k], dict)}
+  if not flat:
+    return dict(saved)
+  name = saved.get("estimator", "pes")
+  out = {k: v for k, v in saved.items() if k not in flat}
+  moved = {k: saved[k] for k in _FLAT_FIELDS.get(name, ()) if k in flat}
+  out[name] = {**out.get(name, {}), **moved}
+  return out
+
+
+def with_defaults(saved: dict) -> dict:
+  """``saved`` with the fields added since it was written at their ``default()`` values.
+
+  Estimator sub-dicts are filled field by field (a field added to an hparams
+  dataclass takes its default); other fields whole, as they were written. A
+  new field's default must keep the old behaviour, so old runs resume.
+  """
+  defaults = json.loads(default().to_json_best_effort())
+  out = {**defaults, **saved}
+  for name in estimators.estimators():
+    if isinstance(saved.get(name), dict):
+      out[name] = {**defaults[name], **saved[name]}
+  return out
+
+
+def differences(saved: dict, current: dict) -> list[tuple[str, Any, Any]]:
+  """``(field, saved value, current value)`` of the fields that forbid a resume, sorted.
+
+  Fields are dotted (``pes.sigma``). Resumable fields are left out, and so are
+  the sub-dicts of estimators other than the one both runs use (if they use
+  different ones, ``estimator`` says so).
+  """
+  same = saved.get("estimator") == current.get("estimator")
+  keep = current.get("estimator") if same else None
+  a, b = _trajectory_fields(saved, keep), _trajectory_fields(current, keep)
+  return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def incompatible_fields(saved: dict, current: dict) -> list[str]:
-  """Fields that differ between a workdir's config and this run's, except resumable ones."""
-  keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
-  return sorted(k for k in keys if saved.get(k) != current.get(k))
+  """The fields of ``differences``."""
+  return [k for k, _, _ in differences(saved, current)]
+
+
+def _trajectory_fields(cfg: dict, estimator: str | None) -> dict:
+  """``{dotted key: value}`` of the fields that can change theta's trajectory."""
+  skip = (set(estimators.estimators()) | {cfg.get("estimator")}) - {estimator}
+  out = {}
+  for k, v in cfg.items():
+    if k in RESUMABLE_CHANGES or k in skip:
+      continue
+    if k == estimator and isinstance(v, dict):
+      out.update({f"{k}.{f}": x for f, x in v.items()})
+    else:
+      out[k] = v
+  return out
 
 
 def load_file(spec: str) -> ml_collections.ConfigDict:
@@ -212,11 +308,29 @@ def flat_keys(c: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 
 
 def unknown_key_message(c: ml_collections.ConfigDict, key: str) -> str | None:
-  """The fix for ``--config.KEY=...`` when ``key`` is not in ``c``; None if it is."""
+  """The fix for ``--config.KEY=...`` when ``key`` is not in ``c``; None if it is.
+
+  A flat estimator field (``--config.sigma``, as before estimators had
+  sub-dicts) is pointed to the selected estimator's (``--config.pes.sigma``).
+  """
   valid = flat_keys(c)
   if key in valid:
     return None
-  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+  close, why = _estimator_field_match(c, key), ""
+  if close:
+    why = (f"Estimator hyperparameters live in the selected estimator's sub-dict "
+           f"(config.estimator = {c.estimator!r}). ")
+  else:
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
   hint = (f"Did you mean {' or '.join('--config.' + k for k in close)}? " if close else "")
-  return (f"unknown config key {key!r} (from --config.{key}=...). {hint}"
+  return (f"unknown config key {key!r} (from --config.{key}=...). {hint}{why}"
           f"Fix the flag's spelling; valid keys are: {', '.join(valid)}.")
+
+
+def _estimator_field_match(c: ml_collections.ConfigDict, key: str) -> list[str]:
+  """``["pes.sigma"]`` for ``key="sigma"`` (or "sigmaa") when ``c.estimator`` is "pes"."""
+  sub = c.get(c.get("estimator", ""), None) if "." not in key else None
+  if not isinstance(sub, ml_collections.ConfigDict):
+    return []
+  return [f"{c.estimator}.{m}" for m in difflib.get_close_matches(key, list(sub.keys()), n=1,
+                                                                  cutoff=0.6)]

@@ -5,7 +5,7 @@ so a run draws a bounded set of ``num_groups`` *groups* up front, each a family
 plus its static (shape-changing) spec fields, and visits them round-robin: outer
 step ``s`` trains on group ``s % num_groups``. ``jax.jit`` caches one compiled
 step per group structure, so after the first round no step compiles. Each
-group keeps its own PES state (persistent inner trainings); each slot of a
+group keeps its own estimator state (PES: the persistent inner trainings); each slot of a
 group holds a pool of ``M`` tasks that share the group's static fields and
 differ in their continuous fields (data seed, init scale, ...), and draws from
 that pool at every reset. The bounded set keeps compile time and memory
@@ -24,14 +24,13 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import tasks
-from meta_train import es, pes
-from meta_train.base import ESHParams, PESHParams, PESState, Task, Theta
+from meta_train import estimators
+from meta_train.base import HParams, PESState, Task, Theta
 
 AXIS = "slots"
 
@@ -55,7 +54,7 @@ class OuterState(NamedTuple):
   step: jax.Array  # int32 scalar
   theta: Theta
   opt_state: Any
-  groups: tuple  # per group: PESState (pes/tes) or () (full ES)
+  groups: tuple  # per group: its estimator's state (PESState for pes/tes, () for es)
 
 
 # ----------------------------------------------------------------------------
@@ -163,51 +162,45 @@ def outer_optimizer(*, learning_rate: float, clip_norm: float,
   return tx
 
 
-def outer_step(arch, hp: ESHParams | PESHParams, tx: optax.GradientTransformation,
+def outer_step(arch, estimator: str, hp: HParams, tx: optax.GradientTransformation,
                theta: Theta, opt_state: Any, pool: Task, group_state: Any,
                key_data: jax.Array):
   """One meta-gradient estimate on one group, then one optax update of theta.
 
-  Pure; jit it with ``jit_outer_step``. Returns
-  ``(theta, opt_state, group_state, metrics)``.
+  ``estimator`` is a registered name (``meta_train.estimators``) and ``hp`` its
+  hyperparameters. Pure; jit it with ``jit_outer_step``. Returns
+  ``(theta, opt_state, group_state, metrics)``: the estimator's metrics plus
+  ``grad_norm``.
   """
+  est = estimators.get_estimator(estimator)
   key = jax.random.wrap_key_data(key_data)
-  if isinstance(hp, ESHParams):
-    est = es.estimate(arch, hp, theta, pool, key)
-  else:
-    est, group_state = pes.estimate(arch, hp, theta, pool, group_state, key)
+  grad, group_state, metrics = estimators.estimate(est, arch, hp, theta, pool, group_state, key)
   # optax's Adam bias correction computes `float ** int32_count`, which strict
   # dtype promotion (our tests' setting) rejects; the result is float32 either way.
   with jax.numpy_dtype_promotion("standard"):
-    updates, opt_state = tx.update(est.grad, opt_state, theta)
+    updates, opt_state = tx.update(grad, opt_state, theta)
   theta = optax.apply_updates(theta, updates)
-  metrics = {"meta_loss": est.meta_loss, "grad_norm": optax.tree.norm(est.grad)}
+  metrics = {**metrics, "grad_norm": optax.tree.norm(grad)}
   return theta, opt_state, group_state, metrics
 
 
-def jit_outer_step(arch, hp, tx, mesh: Mesh):
+def jit_outer_step(arch, estimator: str, hp: HParams, tx, mesh: Mesh):
   """``outer_step`` jitted over ``mesh``: slots sharded, theta replicated, state donated."""
   rep, slots = replicated(mesh), slot_sharding(mesh)
-  fn = lambda *args: outer_step(arch, hp, tx, *args)
+  fn = lambda *args: outer_step(arch, estimator, hp, tx, *args)
   return jax.jit(fn, in_shardings=(rep, rep, slots, slots, rep),
                  out_shardings=(rep, rep, slots, rep), donate_argnums=(3,))
 
 
-def jit_pes_init(arch, hp: PESHParams, mesh: Mesh):
+def jit_init(arch, estimator: str, hp: HParams, mesh: Mesh):
+  """The estimator's ``init(key_data, theta, pool)`` jitted over ``mesh`` (state slot-sharded)."""
   rep, slots = replicated(mesh), slot_sharding(mesh)
-  fn = lambda key_data, theta, pool: pes.init(jax.random.wrap_key_data(key_data), arch, hp,
+  est = estimators.get_estimator(estimator)
+  fn = lambda key_data, theta, pool: est.init(jax.random.wrap_key_data(key_data), arch, hp,
                                               theta, pool)
   return jax.jit(fn, in_shardings=(rep, rep, slots), out_shardings=slots)
 
 
-def empty_group_state(hp) -> Any:
-  return () if isinstance(hp, ESHParams) else None
-
-
-def is_pes(hp) -> bool:
-  return isinstance(hp, PESHParams)
-
-
 __all__ = ["Group", "OuterState", "PESState", "make_mesh", "sample_groups", "build_pool",
-           "outer_optimizer", "outer_step", "jit_outer_step", "jit_pes_init", "put_global",
+           "outer_optimizer", "outer_step", "jit_outer_step", "jit_init", "put_global",
            "put_local_slots", "to_host"]

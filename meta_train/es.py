@@ -7,11 +7,16 @@ gradient estimate is ``mean((f+ - f-) / (2 sigma) * eps)``, or
 ``mean(sign(f+ - f-) * eps)`` with sign fitness shaping. ``eps`` is drawn
 from each pair's PRNG key once per step; only keys are ever stored.
 
-The functions follow evosax's ask/eval/tell shape over explicit state:
+``ESTIMATOR`` is the registered record (``meta_train/estimators.py``). Its
+functions follow evosax's ask/eval/tell shape over explicit state; the state
+is ``()``: every step starts fresh episodes, nothing persists::
 
-    population = ask(key, theta, hp, num_slots)
-    fitness = evaluate(arch, hp, population, pool, key)
-    grad = tell(population, fitness, hp)
+    population, () = ask(key, (), hp, theta, num_slots=B)
+    fitness, () = evaluate(key, arch, hp, population, pool, ())
+    grad, (), metrics = tell(population, fitness, (), hp, theta)
+
+``perturb``, ``fitness`` and ``gradient`` are the pieces, with explicit keys,
+for estimators that reuse them (``pes.py``) and for tests.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from meta_train import unroll
-from meta_train.base import ESHParams, Estimate, Task, Theta
+from meta_train import noise, unroll
+from meta_train.base import ESHParams, Estimator, Metrics, Task, Theta
 
 
 class Population(NamedTuple):
@@ -33,45 +38,50 @@ class Population(NamedTuple):
   per step so that ``tell`` does not draw it again.
   """
 
-  keys: jax.Array  # typed keys [B, P]: eps of each pair is noise(key)
+  keys: jax.Array  # typed keys [B, P]: eps of each pair is noise.sample(key)
   thetas: Theta  # leaves [B, P, 2, ...]: theta + sigma*eps, theta - sigma*eps
-  eps: Theta = None  # leaves [B, P, ...]: noise(key) of each pair
+  eps: Theta = None  # leaves [B, P, ...]: noise.sample(key) of each pair
 
 
-def ask(key: jax.Array, theta: Theta, *, sigma: float, num_slots: int,
-        num_pairs: int, noise: str = "normal") -> Population:
+# ----------------------------------------------------------------------------
+# The pieces
+# ----------------------------------------------------------------------------
+
+
+def perturb(key: jax.Array, theta: Theta, *, sigma: float, num_slots: int, num_pairs: int,
+            noise_kind: str = "normal") -> Population:
   """Draws ``num_slots x num_pairs`` antithetic perturbations of ``theta``."""
   keys = jax.random.split(key, (num_slots, num_pairs))
-  eps = jax.vmap(jax.vmap(lambda k: unroll.noise(k, theta, noise)))(keys)
-  perturb = lambda e: jax.tree.map(lambda t, x: jnp.stack([t + sigma * x, t - sigma * x]),
-                                   theta, e)
-  thetas = jax.vmap(jax.vmap(perturb))(eps)
+  eps = noise.per_pair(keys, theta, noise_kind)
+  pm = lambda e: jax.tree.map(lambda t, x: jnp.stack([t + sigma * x, t - sigma * x]), theta, e)
+  thetas = jax.vmap(jax.vmap(pm))(eps)
   return Population(keys, thetas, eps)
 
 
 def weighted_noise(population: Population, weights: jax.Array, theta: Theta,
-                   noise: str = "normal") -> Theta:
+                   noise_kind: str = "normal") -> Theta:
   """``mean_{b,p} weights[b,p] * eps[b,p]`` (eps regenerated from the keys if absent)."""
   eps = population.eps
   if eps is None:
-    eps = jax.vmap(jax.vmap(lambda k: unroll.noise(k, theta, noise)))(population.keys)
+    eps = noise.per_pair(population.keys, theta, noise_kind)
   n = weights.size
   return jax.tree.map(lambda e: jnp.tensordot(weights, e, axes=weights.ndim) / n, eps)
 
 
-def evaluate(arch, hp: ESHParams, population: Population, pool: Task,
-             key: jax.Array) -> jax.Array:
-  """Fitness (meta-loss) of every particle, shape ``(B, P, 2)``.
+def fitness(arch, hp: ESHParams, population: Population, pool: Task,
+            key: jax.Array) -> jax.Array:
+  """Meta-loss of every particle after a full unroll, shape ``(B, P, 2)``.
 
-  Each slot draws one task from its pool (leaves ``[B, M, ...]``) and one init;
-  all its particles train that task on the same batches.
+  Each slot draws one task from its pool (leaves ``[B, M, ...]``) and one init
+  from ``key``; all its particles train that task on the same batches.
   """
   num_slots = jax.tree.leaves(population.thetas)[0].shape[0]
+  fixed = (hp.horizon, hp.horizon)
 
   def one_slot(thetas, slot_pool, k):
-    slot = unroll.new_episode(arch, hp.horizon, thetas, slot_pool, k, (hp.horizon, hp.horizon))
+    slot = unroll.new_episode(arch, hp.horizon, thetas, slot_pool, k, fixed)
     slot, meta, _, _ = unroll.slot_unroll(arch, hp.horizon, thetas, slot_pool, slot,
-                                          length=hp.horizon, horizon_range=(hp.horizon, hp.horizon),
+                                          length=hp.horizon, horizon_range=fixed,
                                           split=hp.eval_split, resets=False)
     if hp.meta_loss == "mean":
       return jnp.mean(meta, axis=0)
@@ -81,9 +91,10 @@ def evaluate(arch, hp: ESHParams, population: Population, pool: Task,
   return jax.vmap(one_slot)(population.thetas, pool, jax.random.split(key, num_slots))
 
 
-def tell(population: Population, fitness: jax.Array, theta: Theta, hp: ESHParams) -> Theta:
+def gradient(population: Population, fitness_: jax.Array, theta: Theta,
+             hp: ESHParams) -> Theta:
   """The ES meta-gradient estimate from fitness ``(B, P, 2)``."""
-  diff = fitness[..., 0] - fitness[..., 1]
+  diff = fitness_[..., 0] - fitness_[..., 1]
   if hp.shaping == "sign":
     weights = jnp.sign(diff)
   else:
@@ -91,12 +102,42 @@ def tell(population: Population, fitness: jax.Array, theta: Theta, hp: ESHParams
   return weighted_noise(population, weights, theta, hp.noise)
 
 
-def estimate(arch, hp: ESHParams, theta: Theta, pool: Task, key: jax.Array) -> Estimate:
-  """ask -> evaluate -> tell for one outer step (pool leaves ``[B, M, ...]``)."""
-  k_ask, k_eval = jax.random.split(key)
-  num_slots = jax.tree.leaves(pool)[0].shape[0] if jax.tree.leaves(pool) else 1
-  population = ask(k_ask, theta, sigma=hp.sigma, num_slots=num_slots, num_pairs=hp.num_pairs,
-                   noise=hp.noise)
-  fitness = evaluate(arch, hp, population, pool, k_eval)
-  grad = tell(population, fitness, theta, hp)
-  return Estimate(grad, jnp.mean(fitness), hp.horizon)
+# ----------------------------------------------------------------------------
+# The protocol (meta_train.base.Estimator)
+# ----------------------------------------------------------------------------
+
+
+def init(key: jax.Array, arch, hp: ESHParams, theta: Theta, pool: Task) -> tuple:
+  """No state: every outer step trains fresh episodes."""
+  del key, arch, hp, theta, pool
+  return ()
+
+
+def ask(key: jax.Array, state: tuple, hp: ESHParams, theta: Theta, *,
+        num_slots: int) -> tuple[Population, tuple]:
+  """Antithetic perturbations from the first half of the step key (``evaluate`` uses the second)."""
+  k_ask, _ = jax.random.split(key)
+  population = perturb(k_ask, theta, sigma=hp.sigma, num_slots=num_slots,
+                       num_pairs=hp.num_pairs, noise_kind=hp.noise)
+  return population, state
+
+
+def evaluate(key: jax.Array, arch, hp: ESHParams, population: Population, pool: Task,
+             state: tuple) -> tuple[jax.Array, tuple]:
+  """``fitness`` with the second half of the step key (tasks, inits and batches)."""
+  _, k_eval = jax.random.split(key)
+  return fitness(arch, hp, population, pool, k_eval), state
+
+
+def tell(population: Population, fitness_: jax.Array, state: tuple, hp: ESHParams,
+         theta: Theta) -> tuple[Theta, tuple, Metrics]:
+  """The meta-gradient and the mean meta-loss of all particles."""
+  return gradient(population, fitness_, theta, hp), state, {"meta_loss": jnp.mean(fitness_)}
+
+
+def inner_steps(hp: ESHParams) -> int:
+  return 2 * hp.num_pairs * hp.horizon
+
+
+ESTIMATOR = Estimator(hparams=ESHParams, init=init, ask=ask, evaluate=evaluate, tell=tell,
+                      inner_steps=inner_steps, has_state=False)

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 import learned_opt
-from meta_train import checkpoint, engine, evaluation
+from meta_train import checkpoint, engine, estimators, evaluation
 from meta_train import config as config_lib
 
 
@@ -51,11 +51,12 @@ def check_workdir(workdir: str, c) -> None:
   current = json.loads(c.to_json_best_effort())
   if os.path.exists(path):
     with open(path) as f:
-      # Fields added since the run started take their defaults (which keep old behaviour).
-      saved = {**json.loads(config_lib.default().to_json_best_effort()), **json.load(f)}
-    bad = config_lib.incompatible_fields(saved, current)
+      # An old layout (flat estimator fields) is upgraded; fields added since the
+      # run started take their defaults (which keep old behaviour).
+      saved = config_lib.with_defaults(config_lib.upgrade(json.load(f)))
+    bad = config_lib.differences(saved, current)
     if bad:
-      diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in bad)
+      diffs = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in bad)
       raise WorkdirError(
           f"workdir {workdir!r} holds a run with a different config ({diffs}). It is left "
           "untouched: use a new --workdir, or the config it was started with.")
@@ -169,8 +170,8 @@ def build(c, arch, hp, mesh):
   theta0 = config_lib.init_theta(c, arch) if c.init_from else arch.init_meta(k_theta)
   theta = engine.put_global(jax.tree.map(np.asarray, theta0), rep)
   opt_state = engine.put_global(jax.tree.map(np.asarray, tx.init(theta)), rep)
-  if engine.is_pes(hp):
-    init = engine.jit_pes_init(arch, hp, mesh)
+  if estimators.get_estimator(c.estimator).has_state:
+    init = engine.jit_init(arch, c.estimator, hp, mesh)
     # One group at a time: with many groups dispatched at once, XLA:CPU on 2
     # cores has been seen to deadlock (every thread idle on a futex, the
     # first result never ready); init is cheap next to compiling it anyway.
@@ -214,7 +215,7 @@ def run(c, workdir: str) -> dict[str, Any]:
     step0 = 0
     say(f"Starting a new run in {workdir} ({len(groups)} task group(s): "
         f"{', '.join(g.label for g in groups)}).")
-  step_fn = engine.jit_outer_step(arch, hp, tx, mesh)
+  step_fn = engine.jit_outer_step(arch, c.estimator, hp, tx, mesh)
   run_key = jax.random.fold_in(jax.random.key(c.seed), 4)
   eval_key = jax.random.fold_in(jax.random.key(c.seed), 5)
   validator = (evaluation.Validator(
@@ -224,8 +225,7 @@ def run(c, workdir: str) -> dict[str, Any]:
   logger = Logger(workdir, step0)
   stop = _Stop()
   old_handler = signal.signal(signal.SIGTERM, stop)
-  inner_per_step = c.num_slots * 2 * hp.num_pairs * (
-      hp.horizon if c.estimator == "es" else hp.truncation_length)
+  inner_per_step = c.num_slots * estimators.get_estimator(c.estimator).inner_steps(hp)
 
   last_saved = [step0 if restored is not None else -1]
 

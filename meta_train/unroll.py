@@ -39,24 +39,6 @@ def unwrap(key: jax.Array) -> KeyData:
   return jax.random.key_data(key)
 
 
-def noise(key: jax.Array, theta: Theta, kind: str = "normal") -> Theta:
-  """eps shaped like theta, drawn from ``key``: N(0, I), or +-1 if ``kind="rademacher"``."""
-  leaves, treedef = jax.tree.flatten(theta)
-  keys = jax.random.split(key, len(leaves))
-  draw = _rademacher if kind == "rademacher" else (
-      lambda k, shape: jax.random.normal(k, shape, jnp.float32))
-  return treedef.unflatten([draw(k, jnp.shape(x)) for k, x in zip(keys, leaves)])
-
-
-def _rademacher(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-  # One random bit per coordinate: generating 32-bit words dominates a PES step
-  # of a VeLO-size theta on CPU, and here each word serves 32 coordinates.
-  n = int(np.prod(shape, dtype=np.int64))
-  words = jax.random.bits(key, ((n + 31) // 32,), jnp.uint32)
-  bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)[None, :]) & jnp.uint32(1)
-  return (2.0 * bits.reshape(-1)[:n].astype(jnp.float32) - 1.0).reshape(shape)
-
-
 def sample_horizon(key: jax.Array, lo: int, hi: int) -> jax.Array:
   """Log-uniform integer in ``[lo, hi]`` (short and long episodes equally likely per octave)."""
   u = jax.random.uniform(key, (), jnp.float32, np.log(lo), np.log(hi + 1.0))

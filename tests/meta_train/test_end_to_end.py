@@ -35,7 +35,7 @@ def test_meta_trained_adam_hparams_matches_best_fixed_lr():
 
   def meta_loss(theta):
     thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (64, 1, 2) + x.shape), theta)
-    fitness = es.evaluate(arch, hp, es.Population(None, thetas), held_out, jax.random.key(3))
+    fitness = es.fitness(arch, hp, es.Population(None, thetas), held_out, jax.random.key(3))
     return jnp.mean(fitness)
 
   theta0 = arch.init_meta(jax.random.key(0))
@@ -45,7 +45,7 @@ def test_meta_trained_adam_hparams_matches_best_fixed_lr():
   def train(theta):
     def body(carry, k):
       theta, opt_state = carry
-      theta, opt_state, _, metrics = engine.outer_step(arch, hp, tx, theta, opt_state,
+      theta, opt_state, _, metrics = engine.outer_step(arch, "es", hp, tx, theta, opt_state,
                                                        train_pool, (), jax.random.key_data(k))
       return (theta, opt_state), metrics["meta_loss"]
 

@@ -8,6 +8,7 @@ pairs has standard deviation about sqrt(2/N).
 """
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -16,15 +17,22 @@ import numpy as np
 import pytest
 
 import learned_opt
-from meta_train import es, pes, unroll
+from meta_train import es, estimators, noise, pes, unroll
 from meta_train.base import ESHParams, PESHParams
 from tasks.base import MAX_NORMALIZED_LOSS
 from tests.meta_train import helpers
 
 NUM_PAIRS = 16384
 ES_HP = ESHParams(sigma=0.01, num_pairs=NUM_PAIRS, horizon=10)
+
+
 # Shared by the ES tests, so the estimator compiles once for all of them.
-_es_estimate = jax.jit(es.estimate, static_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _es_estimate(arch, hp, theta, pool, key):
+  """``(grad, meta_loss)`` of one outer step of the registered "es"."""
+  grad, _, metrics = estimators.estimate(estimators.get_estimator("es"), arch, hp, theta, pool,
+                                         (), key)
+  return grad, metrics["meta_loss"]
 
 
 def _stats(g, true):
@@ -38,7 +46,7 @@ def _stats(g, true):
 def setup():
   arch = learned_opt.get("adam_hparams", hidden_size=4, init_lr=0.1)
   theta = arch.init_meta(jax.random.key(1))
-  theta = jax.tree.map(lambda x, e: x + 0.1 * e, theta, unroll.noise(jax.random.key(7), theta))
+  theta = jax.tree.map(lambda x, e: x + 0.1 * e, theta, noise.sample(jax.random.key(7), theta))
   pool = helpers.quadratic_pool(jax.random.key(2), num_slots=1, pool_size=1, dim=4)
   return arch, theta, pool
 
@@ -53,7 +61,7 @@ def es_true(setup):
 
   def exact(theta):
     pop = es.Population(None, jax.tree.map(lambda x: x[None, None, None].repeat(2, 2), theta))
-    return es.evaluate(arch, ES_HP, pop, pool, jax.random.split(ES_KEY)[1])[0, 0, 0]
+    return es.fitness(arch, ES_HP, pop, pool, jax.random.split(ES_KEY)[1])[0, 0, 0]
 
   return jax.jit(jax.grad(exact))(theta)
 
@@ -62,19 +70,20 @@ def es_true(setup):
 def test_es_matches_exact_gradient(setup, es_true, noise):
   arch, theta, pool = setup
   hp = dataclasses.replace(ES_HP, noise=noise)
-  est = _es_estimate(arch, hp, theta, pool, ES_KEY).grad
+  est, _ = _es_estimate(arch, hp, theta, pool, ES_KEY)
   ratio, cos = _stats(est, es_true)
   print(f"ES ({noise}) ratio {ratio:.4f} cosine {cos:.4f}")
   assert abs(ratio - 1.0) <= 0.03 and cos >= 0.99
 
 
-def _pes_total(arch, hp, theta, pool, key, num_truncations):
-  state = pes.init(jax.random.key(4), arch, hp, theta, pool)
+def _pes_total(arch, name, hp, theta, pool, key, num_truncations):
+  est = estimators.get_estimator(name)
+  state = est.init(jax.random.key(4), arch, hp, theta, pool)
 
   def body(carry, k):
     state, total = carry
-    e, state = pes.estimate(arch, hp, theta, pool, state, k)
-    return (state, jax.tree.map(jnp.add, total, e.grad)), None
+    grad, state, _ = estimators.estimate(est, arch, hp, theta, pool, state, k)
+    return (state, jax.tree.map(jnp.add, total, grad)), None
 
   zeros = jax.tree.map(jnp.zeros_like, theta)
   (_, total), _ = jax.lax.scan(body, (state, zeros), jax.random.split(key, num_truncations))
@@ -111,9 +120,10 @@ def pes_true(setup):
 def test_pes_matches_exact_gradient_across_episode_boundary(setup, pes_true, mode):
   arch, theta, pool = setup
   num_pairs = NUM_PAIRS // 2 if mode == "pes" else 2048
-  hp = dataclasses.replace(PES_HP, num_pairs=num_pairs, mode=mode)
+  hp = estimators.get_estimator(mode).hparams(**dict(dataclasses.asdict(PES_HP),
+                                                     num_pairs=num_pairs))
   true = pes_true
-  run = jax.jit(lambda th, k: _pes_total(arch, hp, th, pool, k, 3))
+  run = jax.jit(lambda th, k: _pes_total(arch, mode, hp, th, pool, k, 3))
   ests = [run(theta, jax.random.key(200 + s)) for s in range(2 if mode == "pes" else 1)]
   est = jax.tree.map(lambda *g: sum(g) / len(g), *ests)
   ratio, cos = _stats(est, true)
@@ -130,9 +140,9 @@ def test_nonfinite_inner_loss_gives_finite_gradient(setup):
   arch, theta, _ = setup
   # NaN batches make every inner loss NaN; the normalizer maps it to its maximum.
   pool = helpers.quadratic_pool(jax.random.key(2), num_slots=1, pool_size=1, noise=float("nan"))
-  est = _es_estimate(arch, ES_HP, theta, pool, jax.random.key(0))
-  assert float(est.meta_loss) == MAX_NORMALIZED_LOSS
-  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(est.grad))
+  grad, meta_loss = _es_estimate(arch, ES_HP, theta, pool, jax.random.key(0))
+  assert float(meta_loss) == MAX_NORMALIZED_LOSS
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grad))
 
 
 def test_each_episode_tells_the_optimizer_its_own_horizon(setup):
@@ -158,8 +168,9 @@ def test_each_episode_tells_the_optimizer_its_own_horizon(setup):
     return out.params
 
   hp_len = dataclasses.replace(hp, truncation_length=length)
-  both = jax.jit(lambda th: pes.evaluate(arch, hp_len, es.Population(None, th), pool,
-                                         state))(thetas)[0]
+  evaluate = lambda th: pes.evaluate(jax.random.key(0), arch, hp_len, es.Population(None, th),
+                                     pool, state)
+  both = jax.jit(evaluate)(thetas)[1].inner
   for b in range(2):
     got = jax.tree.map(lambda x: x[b], both.params)
     own = told(jnp.int32(horizons[b]), b)

@@ -88,7 +88,7 @@ def test_resume_after_sigkill_and_sigterm_is_bit_exact(uninterrupted, tmp_path):
 def test_incompatible_workdir_is_refused(uninterrupted):
   full_dir, _ = uninterrupted
   before = open(full_dir / "config.json").read()
-  r = _run(full_dir, *LONG, "--config.sigma=0.5")
+  r = _run(full_dir, *LONG, "--config.pes.sigma=0.5")
   assert r.returncode == 2 and "different config" in r.stderr and "sigma" in r.stderr
   assert open(full_dir / "config.json").read() == before
 
@@ -96,7 +96,8 @@ def test_incompatible_workdir_is_refused(uninterrupted):
 def test_unknown_config_key_names_close_matches_and_the_fix(tmp_path):
   r = _run(tmp_path, "--config.sigmaa=0.1")
   assert r.returncode == 2, r.stderr[-2000:]
-  assert "unknown config key 'sigmaa'" in r.stderr and "Did you mean --config.sigma?" in r.stderr
+  assert "unknown config key 'sigmaa'" in r.stderr
+  assert "Did you mean --config.pes.sigma?" in r.stderr
   assert "valid keys are: accumulate," in r.stderr and not (tmp_path / "config.json").exists()
   msg = config_lib.unknown_key_message(helpers.load_config("tiny"), "distributed.proces_id")
   assert "--config.distributed.process_id" in msg

@@ -1,4 +1,8 @@
-"""One code path over a Mesh: 1 device and 4 (faked CPU) devices give the same meta-gradient."""
+"""One code path over a Mesh: 1 device and 4 (faked CPU) devices give the same meta-gradient.
+
+Parametrised over the estimator registry; ``SMALL`` shrinks the shipped ones,
+and a new estimator runs at its default hyperparameters.
+"""
 
 import chex
 import jax
@@ -6,17 +10,18 @@ import numpy as np
 import pytest
 
 import learned_opt
-from meta_train import engine, es, pes
-from meta_train.base import ESHParams, PESHParams
+from meta_train import engine, estimators
 from tests.meta_train import helpers
 
+_TRUNCATED = dict(sigma=0.01, num_pairs=2, truncation_length=4, min_horizon=5, max_horizon=9)
+SMALL = {"pes": _TRUNCATED, "tes": _TRUNCATED, "es": dict(sigma=0.01, num_pairs=2, horizon=6)}
 
-@pytest.mark.parametrize("hp", [
-    PESHParams(sigma=0.01, num_pairs=2, truncation_length=4, min_horizon=5, max_horizon=9),
-    ESHParams(sigma=0.01, num_pairs=2, horizon=6),
-], ids=["pes", "es"])
-def test_one_device_equals_four(hp):
+
+@pytest.mark.parametrize("name", estimators.estimators())
+def test_one_device_equals_four(name):
   assert jax.device_count() >= 4, "tests/conftest.py fakes 4 CPU devices"
+  est = estimators.get_estimator(name)
+  hp = est.hparams(**SMALL.get(name, {}))
   arch = learned_opt.get("adam_hparams", hidden_size=4, init_lr=0.05)
   theta0 = jax.tree.map(np.asarray, arch.init_meta(jax.random.key(0)))
   pool0 = jax.tree.map(np.asarray, helpers.quadratic_pool(jax.random.key(1), num_slots=4,
@@ -29,13 +34,13 @@ def test_one_device_equals_four(hp):
     opt_state = engine.put_global(jax.tree.map(np.asarray, tx.init(theta0)),
                                   engine.replicated(mesh))
     pool = engine.put_global(pool0, engine.slot_sharding(mesh))
-    state = (engine.jit_pes_init(arch, hp, mesh)(jax.random.key_data(jax.random.key(2)), theta,
-                                                 pool) if engine.is_pes(hp) else ())
-    step = engine.jit_outer_step(arch, hp, tx, mesh)
+    state = (engine.jit_init(arch, name, hp, mesh)(jax.random.key_data(jax.random.key(2)), theta,
+                                                   pool) if est.has_state else ())
+    step = engine.jit_outer_step(arch, name, hp, tx, mesh)
     for s in range(3):
       theta, opt_state, state, metrics = step(theta, opt_state, pool, state,
                                               jax.random.key_data(jax.random.key(10 + s)))
-    if engine.is_pes(hp):
+    if est.has_state:
       assert len(jax.tree.leaves(state)[0].sharding.device_set) == len(devices)
     results.append((jax.tree.map(np.asarray, theta), float(metrics["meta_loss"]),
                     float(metrics["grad_norm"])))
