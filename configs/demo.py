@@ -60,5 +60,4 @@ def get_config(arg=None):
     c.outer_steps, c.num_slots, c.pes.truncation_length = 4, 2, 4
     c.pes.min_horizon, c.pes.max_horizon, c.num_groups = 8, 16, 1
     c.eval_every, c.final_table_tasks, c.final_table_steps = 2, 1, 20
-    c.adam_sweep = (1e-3, 1e-2)
   return c

@@ -35,6 +35,5 @@ def get_config(arg=None):
   c.eval_num_steps = 20
   c.final_table_tasks = 1
   c.final_table_steps = 20
-  c.adam_sweep = (1e-3, 1e-2, 1e-1)
   c.progress = False
   return c

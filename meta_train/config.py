@@ -35,8 +35,10 @@ from meta_train.base import EstimatorError, HParams
 # Fields that do not change the trajectory of theta, so a resumed run may differ in them.
 RESUMABLE_CHANGES = frozenset({
     "outer_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-    "eval_num_tasks", "eval_num_steps", "eval_adam_lr", "final_table", "final_table_steps",
-    "final_table_tasks", "adam_sweep", "progress", "distributed",
+    "eval_num_tasks", "eval_num_steps", "final_table", "final_table_steps",
+    "final_table_tasks", "progress", "distributed",
+    # Removed when validation moved to tuned Adam; listed so old workdirs holding them resume.
+    "eval_adam_lr", "adam_sweep",
 })
 
 
@@ -80,11 +82,9 @@ def default() -> ml_collections.ConfigDict:
   c.eval_every = 0  # 0: no periodic evaluation
   c.eval_num_tasks = 2
   c.eval_num_steps = 200
-  c.eval_adam_lr = 1e-3
   c.final_table = False  # print theta vs Adam (default LR, best swept LR) at the end
   c.final_table_tasks = 4
   c.final_table_steps = 200
-  c.adam_sweep = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
   c.progress = True
   # Multi-host: empty/0/-1 mean "from the environment" (or a single process).
   c.distributed = ml_collections.ConfigDict(
@@ -139,12 +139,13 @@ def estimator_hparams(c: ml_collections.ConfigDict) -> HParams:
     raise _fail(f"bad estimator setting: config.{name}: {e} Fix it with {flag} .") from e
 
 
-def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
+def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: bool = True):
   """Checks a config before anything compiles; returns ``(arch, hp)``.
 
   ``devices=False`` skips the one check that needs the device count (it would
   start JAX's backend, which must wait for ``jax.distributed.initialize``);
-  run ``check_devices`` after it.
+  run ``check_devices`` after it. ``check_init=False`` leaves ``init_from`` to
+  the caller's own :func:`init_theta` (the job reads the file once, not twice).
   """
   for name in ("outer_steps", "num_groups", "num_slots", "pool_size", "log_every",
                "checkpoint_every", "keep_checkpoints", "accumulate", "eval_num_tasks",
@@ -157,7 +158,7 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
     raise _fail(f"config.augment_reparam must be a number in [0, 10] (a log-scale; 2.3 means "
                 f"factors in [0.1, 10]), got {c.augment_reparam!r}; pass e.g. "
                 "--config.augment_reparam=2.3, or 0 to turn it off.")
-  for name in ("learning_rate", "clip_norm", "eval_adam_lr"):
+  for name in ("learning_rate", "clip_norm"):
     if not isinstance(c[name], (int, float)) or not c[name] > 0:
       raise _fail(f"config.{name} must be a number > 0, got {c[name]!r}.")
   try:
@@ -165,7 +166,7 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
   except learned_opt.LearnedOptimizerError as e:
     raise _fail(f"bad learned optimizer: {e} Set --config.arch / --config.arch_hparams.") from e
   hp = estimator_hparams(c)
-  if c.init_from:
+  if c.init_from and check_init:
     init_theta(c, arch)
   if c.task_family:
     if c.task_family not in tasks.families():
@@ -180,17 +181,17 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True):
 
 
 def init_theta(c: ml_collections.ConfigDict, arch):
-  """The theta ``config.init_from`` names, checked against the config's architecture."""
+  """The theta ``config.init_from`` names (through ``learned_opt.resolve``, the one front
+  door for weights), checked against the config's architecture."""
   src = c.init_from
   try:
-    if src in learned_opt.pretrained.names():
-      saved_arch, theta = learned_opt.pretrained.load_meta(src)
-    elif os.path.exists(src):
-      saved_arch, theta = learned_opt.load_meta(src)
-    else:
-      raise _fail(f"config.init_from {src!r} is neither a file nor a shipped optimizer "
-                  f"{learned_opt.pretrained.names()}; pass a path written by learned_opt.save "
-                  "(e.g. runs/NAME/export/best) or '' for a fresh init.")
+    learned_opt.weights.kind(src)
+  except learned_opt.LearnedOptimizerError as e:
+    raise _fail(f"config.init_from {src!r} is neither a file nor a shipped optimizer: {e} "
+                "Pass a path written by learned_opt.save (e.g. runs/NAME/export/best), a "
+                "shipped name, or '' for a fresh init.") from e
+  try:
+    saved_arch, theta = learned_opt.resolve(src)
   except learned_opt.LearnedOptimizerError as e:
     raise _fail(f"config.init_from {src!r} cannot be loaded: {e}") from e
   if saved_arch != arch:

@@ -188,8 +188,10 @@ def jit_outer_step(arch, estimator: str, hp: HParams, tx, mesh: Mesh):
   """``outer_step`` jitted over ``mesh``: slots sharded, theta replicated, state donated."""
   rep, slots = replicated(mesh), slot_sharding(mesh)
   fn = lambda *args: outer_step(arch, estimator, hp, tx, *args)
+  # theta, the outer optimizer state and the group's estimator state are donated: each
+  # step replaces them, so XLA updates them in place instead of keeping two copies.
   return jax.jit(fn, in_shardings=(rep, rep, slots, slots, rep),
-                 out_shardings=(rep, rep, slots, rep), donate_argnums=(3,))
+                 out_shardings=(rep, rep, slots, rep), donate_argnums=(0, 1, 3))
 
 
 def jit_init(arch, estimator: str, hp: HParams, mesh: Mesh):

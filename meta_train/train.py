@@ -1,26 +1,34 @@
-"""The meta-training job: resumable outer loop, logging, evaluation and export.
+"""The meta-training job as small library stages, and ``run``, which chains them.
 
-``run(config, workdir)`` is what ``python -m meta_train`` calls. Outer step
-``s`` trains group ``s % num_groups`` with key ``fold_in(run_key, s)``, so the
-trajectory of theta is a function of the config alone: a run resumed from any
-checkpoint ends with the same theta, bit for bit on CPU, as one never stopped.
+``run(config, workdir)`` is what ``python -m meta_train`` calls; it reads top to
+bottom: validate, :func:`restore_or_init`, :func:`train_steps` (each outer step
+is one jitted :func:`engine.outer_step`, with :func:`evaluate_and_export` every
+``eval_every`` steps), then :func:`finish`. Outer step ``s`` trains group
+``s % num_groups`` with key ``fold_in(run_key, s)``, so the trajectory of theta
+is a function of the config alone: a run resumed from any checkpoint ends with
+the same theta, bit for bit on CPU, as one never stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
 import learned_opt
-from meta_train import checkpoint, engine, estimators, evaluation
+from meta_train import checkpoint, engine, estimators, evaluation, logs
 from meta_train import config as config_lib
+
+# Kept importable from here (older code and docs name them train.*).
+Logger, read_metrics, plot_meta_loss = logs.Logger, logs.read_metrics, logs.plot_meta_loss
 
 
 class WorkdirError(RuntimeError):
@@ -28,7 +36,7 @@ class WorkdirError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------
-# Setup helpers
+# Setup
 # ----------------------------------------------------------------------------
 
 
@@ -80,94 +88,45 @@ class _Stop:
     self.requested = True
 
 
-class Logger:
-  """metrics.jsonl + TensorBoard (tensorboardX, no TensorFlow); process 0 only."""
-
-  def __init__(self, workdir: str, start_step: int):
-    self.active = jax.process_index() == 0
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    if not self.active:
-      return
-    # Drop lines past the checkpoint we resume from: they will be recomputed.
-    rows = read_metrics(self.path)
-    with open(self.path, "w") as f:
-      for r in rows:
-        if r["step"] <= start_step:
-          f.write(json.dumps(r) + "\n")
-    from tensorboardX import SummaryWriter
-    self.tb = SummaryWriter(os.path.join(workdir, "tb"))
-
-  def write(self, step: int, metrics: dict[str, Any]) -> None:
-    if not self.active:
-      return
-    row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
-    for k, v in row.items():
-      if k != "step" and math.isfinite(v):
-        self.tb.add_scalar(k, v, step)
-
-  def close(self):
-    if self.active:
-      self.tb.close()
-
-
-def read_metrics(path: str) -> list[dict]:
-  if not os.path.exists(path):
-    return []
-  rows = []
-  with open(path) as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        break  # a line torn by a kill; everything after it is recomputed
-  return rows
-
-
-def plot_meta_loss(workdir: str) -> str:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-  fig, ax = plt.subplots(figsize=(6, 4))
-  ax.plot([r["step"] for r in rows if "meta_loss" in r],
-          [r["meta_loss"] for r in rows if "meta_loss" in r], label="meta-loss (train)")
-  ev = [r for r in rows if "val_learned" in r]
-  if ev:
-    ax.plot([r["step"] for r in ev], [r["val_learned"] for r in ev], "o-", label="held-out: learned")
-    ax.plot([r["step"] for r in ev], [r["val_adam_tuned"] for r in ev], "s--",
-            label="held-out: tuned Adam")
-  ax.set_xlabel("outer step")
-  ax.set_ylabel("normalised (final training) loss")
-  ax.legend()
-  path = os.path.join(workdir, "meta_loss.png")
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
-
-
 # ----------------------------------------------------------------------------
-# The job
+# The job's state and its stages
 # ----------------------------------------------------------------------------
 
 
-def build(c, arch, hp, mesh):
-  """Groups, pools (this process's slots) and the fresh outer state."""
+@dataclasses.dataclass
+class Job:
+  """Everything one meta-training process holds; the stages below read and update it."""
+
+  c: Any
+  workdir: str
+  arch: Any
+  hp: Any
+  groups: list[engine.Group]
+  pools: list[Any]
+  state: engine.OuterState
+  step_fn: Callable
+  mngr: Any  # orbax CheckpointManager (None on processes other than 0)
+  validator: evaluation.Validator | None
+  best: tuple[float, int]  # (validation score, step) of export/best; (inf, -1) if none
+  saved_step: int  # the newest checkpoint's step (-1: none)
+  last: dict = dataclasses.field(default_factory=dict)  # the last outer step's metrics
+  is_main: bool = dataclasses.field(default_factory=lambda: jax.process_index() == 0)
+
+  @property
+  def step(self) -> int:
+    return int(self.state.step)
+
+  def say(self, msg: str) -> None:
+    if self.is_main:
+      print(msg)
+
+
+def fresh_state(c, arch, hp, mesh, theta0, pools, tx) -> engine.OuterState:
+  """Step 0: theta (``theta0`` or ``arch.init_meta``), Adam's state, each group's estimator state."""
   root = jax.random.key(c.seed)
-  k_theta, k_groups, k_pools, k_pes = (jax.random.fold_in(root, i) for i in range(4))
-  groups = engine.sample_groups(k_groups, num_groups=c.num_groups,
-                                distribution=c.task_distribution, family=c.task_family)
-  n_local = c.num_slots // jax.process_count()
-  pools = [engine.put_local_slots(
-      engine.build_pool(g, jax.random.fold_in(k_pools, i), num_slots=n_local,
-                        pool_size=c.pool_size, first_slot=jax.process_index() * n_local,
-                        reparam=c.augment_reparam), mesh)
-           for i, g in enumerate(groups)]
-  tx = engine.outer_optimizer(learning_rate=c.learning_rate, clip_norm=c.clip_norm,
-                              accumulate=c.accumulate)
+  k_theta, k_init = jax.random.fold_in(root, 0), jax.random.fold_in(root, 3)
   rep = engine.replicated(mesh)
-  theta0 = config_lib.init_theta(c, arch) if c.init_from else arch.init_meta(k_theta)
+  theta0 = arch.init_meta(k_theta) if theta0 is None else theta0
   theta = engine.put_global(jax.tree.map(np.asarray, theta0), rep)
   opt_state = engine.put_global(jax.tree.map(np.asarray, tx.init(theta)), rep)
   if estimators.get_estimator(c.estimator).has_state:
@@ -176,12 +135,26 @@ def build(c, arch, hp, mesh):
     # cores has been seen to deadlock (every thread idle on a futex, the
     # first result never ready); init is cheap next to compiling it anyway.
     states = tuple(jax.block_until_ready(
-        init(jax.random.key_data(jax.random.fold_in(k_pes, i)), theta, p))
+        init(jax.random.key_data(jax.random.fold_in(k_init, i)), theta, p))
                    for i, p in enumerate(pools))
   else:
-    states = tuple(() for _ in groups)
-  state = engine.OuterState(np.zeros((), np.int32), theta, opt_state, states)
-  return groups, pools, tx, state
+    states = tuple(() for _ in pools)
+  return engine.OuterState(np.zeros((), np.int32), theta, opt_state, states)
+
+
+def build_pools(c, mesh) -> tuple[list[engine.Group], list[Any]]:
+  """The run's task groups and this process's slots of each group's pool."""
+  root = jax.random.key(c.seed)
+  k_groups, k_pools = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
+  groups = engine.sample_groups(k_groups, num_groups=c.num_groups,
+                                distribution=c.task_distribution, family=c.task_family)
+  n_local = c.num_slots // jax.process_count()
+  pools = [engine.put_local_slots(
+      engine.build_pool(g, jax.random.fold_in(k_pools, i), num_slots=n_local,
+                        pool_size=c.pool_size, first_slot=jax.process_index() * n_local,
+                        reparam=c.augment_reparam), mesh)
+           for i, g in enumerate(groups)]
+  return groups, pools
 
 
 def place(host_state: engine.OuterState, mesh) -> engine.OuterState:
@@ -191,135 +164,171 @@ def place(host_state: engine.OuterState, mesh) -> engine.OuterState:
                            engine.put_global(host_state.groups, slots))
 
 
-def run(c, workdir: str) -> dict[str, Any]:
-  """Meta-trains per config ``c`` in ``workdir``; resumes if it holds a checkpoint."""
-  # Validate before anything compiles; the device check waits for the
-  # distributed runtime, which must start before JAX's backend does.
-  arch, hp = config_lib.validate(c, devices=False)
-  maybe_initialize_distributed(c)
-  config_lib.check_devices(c)
-  check_workdir(workdir, c)
-  is_main = jax.process_index() == 0
-  say = print if is_main else (lambda *a, **k: None)
-  mesh = engine.make_mesh()
+def make_validator(c, index: int, num_tasks: int, num_steps: int) -> evaluation.Validator:
+  """Held-out tasks from key ``fold_in(key(seed), index)``, disjoint from the training keys."""
+  key = jax.random.fold_in(jax.random.key(c.seed), index)
+  return evaluation.Validator(
+      evaluation.held_out_tasks(key, num_tasks, distribution=c.task_distribution,
+                                family=c.task_family),
+      evaluation.validation.setting(num_steps))
 
-  # ---- state: fresh, or restored from the latest checkpoint ----
-  groups, pools, tx, state = build(c, arch, hp, mesh)
+
+def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
+  """Builds the run's tasks and state, from the newest checkpoint if the workdir has one."""
+  mesh = engine.make_mesh()
+  groups, pools = build_pools(c, mesh)
+  tx = engine.outer_optimizer(learning_rate=c.learning_rate, clip_norm=c.clip_norm,
+                              accumulate=c.accumulate)
+  state = fresh_state(c, arch, hp, mesh, theta0, pools, tx)
   mngr = checkpoint.manager(workdir, c.keep_checkpoints)
   restored = checkpoint.restore_latest(mngr, engine.to_host(state))
   if restored is not None:
-    step0, host = restored
-    state = place(host, mesh)
-    say(f"Resuming from checkpoint at outer step {step0} in {workdir}.")
-  else:
-    step0 = 0
-    say(f"Starting a new run in {workdir} ({len(groups)} task group(s): "
-        f"{', '.join(g.label for g in groups)}).")
-  step_fn = engine.jit_outer_step(arch, c.estimator, hp, tx, mesh)
-  run_key = jax.random.fold_in(jax.random.key(c.seed), 4)
-  eval_key = jax.random.fold_in(jax.random.key(c.seed), 5)
-  validator = (evaluation.Validator(
-      evaluation.held_out_tasks(eval_key, c.eval_num_tasks, distribution=c.task_distribution,
-                                family=c.task_family),
-      evaluation.validation.setting(c.eval_num_steps)) if c.eval_every else None)
-  logger = Logger(workdir, step0)
-  stop = _Stop()
-  old_handler = signal.signal(signal.SIGTERM, stop)
-  inner_per_step = c.num_slots * estimators.get_estimator(c.estimator).inner_steps(hp)
-
-  last_saved = [step0 if restored is not None else -1]
-
-  def save(step):
-    # Every process joins the gather (a collective); only process 0 writes.
-    host = engine.to_host(state._replace(step=np.asarray(step, np.int32)))
-    if is_main:
-      checkpoint.save(mngr, step, host)
-    last_saved[0] = step
-
-  # ---- the loop ----
-  from tqdm import tqdm
-  bar = tqdm(total=c.outer_steps, initial=step0, disable=not (c.progress and is_main),
-             desc="meta-train", dynamic_ncols=True)
-  # (held-out score, step) of export/best; a resumed run recovers it from its metrics.
-  best = min(((r[evaluation.SELECT], r["step"]) for r in read_metrics(
+    state = place(restored[1], mesh)
+  step0 = int(state.step)
+  # export/best's score, recovered from the metrics of the steps this run keeps.
+  best = min(((r[evaluation.SELECT], r["step"]) for r in logs.read_metrics(
       os.path.join(workdir, "metrics.jsonl")) if evaluation.SELECT in r and r["step"] <= step0),
              default=(math.inf, -1))
-  theta, opt_state, gstates = state.theta, state.opt_state, list(state.groups)
-  last = {}
-  step = step0
+  return Job(c, workdir, arch, hp, groups, pools, state,
+             engine.jit_outer_step(arch, c.estimator, hp, tx, mesh), mngr,
+             make_validator(c, 5, c.eval_num_tasks, c.eval_num_steps) if c.eval_every else None,
+             best, step0 if restored is not None else -1)
+
+
+def outer_step(job: Job, step: int) -> dict[str, float]:
+  """One jitted outer step on group ``step % num_groups``; updates ``job.state``."""
+  g = step % len(job.groups)
+  key_data = jax.random.key_data(jax.random.fold_in(jax.random.fold_in(
+      jax.random.key(job.c.seed), 4), step))
+  s = job.state
+  t0 = time.perf_counter()
+  theta, opt_state, group_state, metrics = job.step_fn(s.theta, s.opt_state, job.pools[g],
+                                                       s.groups[g], key_data)
+  metrics = {k: float(v) for k, v in metrics.items()}  # waits for the step
+  dt = time.perf_counter() - t0
+  groups = s.groups[:g] + (group_state,) + s.groups[g + 1:]
+  job.state = engine.OuterState(np.asarray(step + 1, np.int32), theta, opt_state, groups)
+  inner = job.c.num_slots * estimators.get_estimator(job.c.estimator).inner_steps(job.hp)
+  return {**metrics, "inner_steps_per_s": inner / dt, "s_per_outer_step": dt}
+
+
+def evaluate_and_export(job: Job) -> dict[str, float]:
+  """Validation metrics of the current theta; a new best is exported to ``export/best``.
+
+  On process 0 only, from its replica of theta: only it logs and exports.
+  """
+  theta = engine.to_host(job.state.theta)
+  metrics = job.validator.score(job.arch, theta)
+  if metrics[evaluation.SELECT] < job.best[0]:
+    job.best = (metrics[evaluation.SELECT], job.step)
+    learned_opt.save(os.path.join(job.workdir, "export", "best"), job.arch, theta)
+  return metrics
+
+
+def save_checkpoint(job: Job) -> None:
+  """Checkpoints ``job.state`` (every process joins the gather; process 0 writes)."""
+  host = engine.to_host(job.state)
+  if job.is_main:
+    checkpoint.save(job.mngr, job.step, host)
+  job.saved_step = job.step
+
+
+def train_steps(job: Job, stop: _Stop) -> None:
+  """Outer steps from ``job.step`` to ``outer_steps`` (or until SIGTERM), with validation,
+  logging and checkpoints."""
+  c = job.c
+  logger = logs.Logger(job.workdir, job.step)
+  bar = tqdm(total=c.outer_steps, initial=job.step, disable=not (c.progress and job.is_main),
+             desc="meta-train", dynamic_ncols=True)
   try:
-    for step in range(step0, c.outer_steps):
+    for step in range(job.step, c.outer_steps):
       if stop.requested:
         break
-      g = step % len(groups)
-      t0 = time.perf_counter()
-      key_data = jax.random.key_data(jax.random.fold_in(run_key, step))
-      theta, opt_state, gstates[g], metrics = step_fn(theta, opt_state, pools[g], gstates[g],
-                                                       key_data)
-      metrics = {k: float(v) for k, v in metrics.items()}
-      dt = time.perf_counter() - t0
-      metrics["inner_steps_per_s"] = inner_per_step / dt
-      metrics["s_per_outer_step"] = dt
-      state = engine.OuterState(np.asarray(step + 1, np.int32), theta, opt_state, tuple(gstates))
-      if c.eval_every and (step + 1) % c.eval_every == 0 and is_main:
-        # On process 0 only, from its replica of theta: only it logs and exports.
-        metrics.update(validator.score(arch, engine.to_host(theta)))
-        if metrics[evaluation.SELECT] < best[0]:
-          best = (metrics[evaluation.SELECT], step + 1)
-          learned_opt.save(os.path.join(workdir, "export", "best"), arch, engine.to_host(theta))
+      metrics = outer_step(job, step)
+      if job.validator is not None and (step + 1) % c.eval_every == 0 and job.is_main:
+        metrics.update(evaluate_and_export(job))
       if (step + 1) % c.log_every == 0 or evaluation.SELECT in metrics:
         logger.write(step + 1, metrics)
-      last = metrics
+      job.last = metrics
       bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}",
                       inner_steps_s=f"{metrics['inner_steps_per_s']:.0f}")
       bar.update(1)
       if (step + 1) % c.checkpoint_every == 0:
-        save(step + 1)
-      step += 1
+        save_checkpoint(job)
   finally:
     bar.close()
-    signal.signal(signal.SIGTERM, old_handler)
-  done = step
-  if stop.requested:
-    if last_saved[0] != done:  # a SIGTERM before the first step: that checkpoint exists
-      save(done)
     logger.close()
-    say(f"SIGTERM: saved a checkpoint at outer step {done} in {workdir}; exiting cleanly. "
-        "Run the same command again to resume.")
-    return {"stopped": True, "step": done}
-  if last_saved[0] != done:
-    save(done)
-  logger.close()
-  host_theta = engine.to_host(theta)
-  result = {"stopped": False, "step": done, "last": last, "theta": host_theta}
-  if is_main:
-    learned_opt.save(os.path.join(workdir, "export", "final"), arch, host_theta)
-    result["plot"] = plot_meta_loss(workdir)
-    say(f"Done: {done} outer steps; theta exported to {os.path.join(workdir, 'export', 'final')}"
-        f"{' (best held-out: export/best, step ' + str(best[1]) + ')' if best[1] > 0 else ''}; "
-        f"plot {result['plot']}.")
-  if c.final_table and is_main:
-    # The table scores the optimizer a user would take: export/best when a
-    # held-out evaluation picked one (on tasks disjoint from the table's), else final.
-    table_theta, which = host_theta, "export/final"
-    if best[1] > 0:
-      _, table_theta = learned_opt.load_meta(os.path.join(workdir, "export", "best"))
-      which = f"export/best (step {best[1]})"
-    result["table"] = final_table(c, arch, table_theta)
-    say(f"meta-trained = {which}\n" + evaluation.format_table(result["table"],
-                                                               c.final_table_steps))
-    with open(os.path.join(workdir, "final_table.json"), "w") as f:
-      json.dump(result["table"], f, indent=1)
-  if mngr is not None:
-    mngr.close()
+  if job.saved_step != job.step:  # the last state, unless that checkpoint exists already
+    save_checkpoint(job)
+
+
+def finish(job: Job) -> dict[str, Any]:
+  """Exports ``export/final``, draws the plot and (if configured) the final table."""
+  theta = engine.to_host(job.state.theta)
+  result = {"stopped": False, "step": job.step, "last": job.last, "theta": theta}
+  if job.is_main:
+    final = os.path.join(job.workdir, "export", "final")
+    learned_opt.save(final, job.arch, theta)
+    result["plot"] = logs.plot_meta_loss(job.workdir)
+    best = f" (best held-out: export/best, step {job.best[1]})" if job.best[1] > 0 else ""
+    job.say(f"Done: {job.step} outer steps; theta exported to {final}{best}; "
+            f"plot {result['plot']}.")
+  if job.c.final_table and job.is_main:
+    result["table"] = final_table(job)
   return result
 
 
-def final_table(c, arch, theta) -> list[dict]:
-  """Meta-trained theta vs Adam (default LR, best swept LR) on held-out tasks."""
-  key = jax.random.fold_in(jax.random.key(c.seed), 6)
-  validator = evaluation.Validator(
-      evaluation.held_out_tasks(key, c.final_table_tasks, distribution=c.task_distribution,
-                                family=c.task_family),
-      evaluation.validation.setting(c.final_table_steps))
-  return evaluation.final_table(arch, theta, validator)
+def final_table(job: Job) -> list[dict]:
+  """The main job's table: the optimizer a user would take (export/best when validation
+  picked one, on tasks disjoint from the table's; else final) vs Adam 1e-3 vs tuned Adam."""
+  c, which, theta = job.c, "export/final", engine.to_host(job.state.theta)
+  if job.best[1] > 0:
+    _, theta = learned_opt.load_meta(os.path.join(job.workdir, "export", "best"))
+    which = f"export/best (step {job.best[1]})"
+  rows = evaluation.final_table(job.arch, theta,
+                                make_validator(c, 6, c.final_table_tasks, c.final_table_steps))
+  job.say(f"meta-trained = {which}\n" + evaluation.format_table(rows, c.final_table_steps))
+  with open(os.path.join(job.workdir, "final_table.json"), "w") as f:
+    json.dump(rows, f, indent=1)
+  return rows
+
+
+# ----------------------------------------------------------------------------
+# The driver
+# ----------------------------------------------------------------------------
+
+
+def run(c, workdir: str) -> dict[str, Any]:
+  """Meta-trains per config ``c`` in ``workdir``; resumes if it holds a checkpoint.
+
+  Returns ``{"stopped", "step"}`` plus, for a finished run, ``theta``, ``plot``
+  and (with ``final_table``) ``table``.
+  """
+  # Validate before anything compiles; the device check waits for the
+  # distributed runtime, which must start before JAX's backend does.
+  arch, hp = config_lib.validate(c, devices=False, check_init=False)
+  theta0 = config_lib.init_theta(c, arch) if c.init_from else None  # read once, checked
+  maybe_initialize_distributed(c)
+  config_lib.check_devices(c)
+  check_workdir(workdir, c)
+  job = restore_or_init(c, workdir, arch, hp, theta0)
+  if job.saved_step >= 0:
+    job.say(f"Resuming from checkpoint at outer step {job.step} in {workdir}.")
+  else:
+    job.say(f"Starting a new run in {workdir} ({len(job.groups)} task group(s): "
+            f"{', '.join(g.label for g in job.groups)}).")
+  stop = _Stop()
+  old_handler = signal.signal(signal.SIGTERM, stop)
+  try:
+    train_steps(job, stop)
+  finally:
+    signal.signal(signal.SIGTERM, old_handler)
+  if stop.requested:
+    job.say(f"SIGTERM: saved a checkpoint at outer step {job.step} in {workdir}; exiting "
+            "cleanly. Run the same command again to resume.")
+    result = {"stopped": True, "step": job.step}
+  else:
+    result = finish(job)
+  if job.mngr is not None:
+    job.mngr.close()
+  return result

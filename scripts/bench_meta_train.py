@@ -24,7 +24,7 @@ import numpy as np
 
 import learned_opt
 import tasks
-from meta_train import engine
+from meta_train import engine, estimators
 from meta_train.base import PESHParams
 from learned_opt import xla_cpu  # noqa: E402
 
@@ -44,8 +44,9 @@ def bench(arch_name: str, family: str, spec, *, steps: int, num_slots: int = 8,
   theta = engine.put_global(jax.tree.map(np.asarray, arch.init_meta(jax.random.key(0))),
                             engine.replicated(mesh))
   opt_state = engine.put_global(jax.tree.map(np.asarray, tx.init(theta)), engine.replicated(mesh))
-  state = engine.jit_pes_init(arch, hp, mesh)(jax.random.key_data(jax.random.key(1)), theta, pool)
-  step = engine.jit_outer_step(arch, hp, tx, mesh)
+  state = engine.jit_init(arch, "pes", hp, mesh)(jax.random.key_data(jax.random.key(1)), theta,
+                                                  pool)
+  step = engine.jit_outer_step(arch, "pes", hp, tx, mesh)
   times = []
   for s in range(steps + 1):
     t0 = time.perf_counter()
@@ -54,7 +55,7 @@ def bench(arch_name: str, family: str, spec, *, steps: int, num_slots: int = 8,
     jax.block_until_ready((theta, m))
     times.append(time.perf_counter() - t0)
   dt = float(np.median(times[1:]))
-  inner = num_slots * 2 * hp.num_pairs * hp.truncation_length
+  inner = num_slots * estimators.get_estimator("pes").inner_steps(hp)
   n_theta = sum(int(np.size(x)) for x in jax.tree.leaves(theta))
   return {"arch": arch_name, "task": family, "theta_params": n_theta, "noise": noise,
           "first_step_s": times[0], "s_per_outer_step": dt, "inner_steps_per_s": inner / dt}

@@ -39,7 +39,7 @@ def main(port: int, pid: int, workdir: str, out: str) -> None:
   result = train.run(c, workdir)
   # The pools this process built (its own slots), rebuilt deterministically.
   arch, hp = config_lib.validate(c)
-  _, pools, _, _ = train.build(c, arch, hp, engine.make_mesh())
+  _, pools = train.build_pools(c, engine.make_mesh())
   local = [np.concatenate([np.asarray(s.data) for s in leaf.addressable_shards])
            for leaf in jax.tree.leaves(pools)]
   leaves = jax.tree.leaves(result["theta"])

@@ -58,7 +58,7 @@ def test_tiny_outputs(uninterrupted):
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert [row["step"] for row in rows] == list(range(1, N_STEPS + 1))
   assert all(np.isfinite(row["meta_loss"]) for row in rows)
-  assert "eval_learned" in rows[749] and "eval_adam" in rows[749]
+  assert "val_learned" in rows[749] and "val_adam_tuned" in rows[749]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
   assert (tmp_path / "meta_loss.png").stat().st_size > 1000
   for name in ("final", "best"):

@@ -15,6 +15,7 @@ import tasks
 from meta_train import config as config_lib
 from learned_opt import xla_cpu
 from meta_train import engine, evaluation, train
+from meta_train.evaluation import metrics
 from tests.meta_train import helpers
 
 
@@ -91,21 +92,30 @@ def test_old_workdir_without_new_fields_resumes(tmp_path):
     train.check_workdir(str(tmp_path), _cfg(augment_reparam=1.0))
 
 
+def _rows(learned, adam):
+  """Validation rows as evaluation.Validator makes them (final training losses; here the
+  normalised losses equal the raw ones)."""
+  return [{"final": l, "adam_final": a, "win": metrics.win(metrics.final_loss([l]), a),
+           "log_ratio": metrics.log_ratio(l, a), "speedup": 1.0, "norm_final": l,
+           "norm_adam_final": a} for l, a in zip(learned, adam)]
+
+
 def test_selection_score_is_not_dominated_by_a_task_adam_fails():
   adam = [0.5, 0.5, 0.5, 40.0]  # Adam diverges on the last task
-  a = evaluation.summarize([0.25, 0.25, 0.25, 45.0], adam)  # 2x better on 3 tasks
-  b = evaluation.summarize([0.6, 0.6, 0.6, 10.0], adam)  # worse on 3, lucky on the diverging one
-  assert a["eval_learned"] > b["eval_learned"]  # the old mean would have picked b
+  a = evaluation.summarize(_rows([0.25, 0.25, 0.25, 45.0], adam))  # 2x better on 3 tasks
+  b = evaluation.summarize(_rows([0.6, 0.6, 0.6, 10.0], adam))  # worse on 3, lucky on the last
+  assert a["val_learned"] > b["val_learned"]  # the old mean would have picked b
   assert a[evaluation.SELECT] < b[evaluation.SELECT]  # the log ratio picks a
-  assert a["eval_win_rate"] == 0.75 and b["eval_win_rate"] == 0.25
+  assert a["val_win_rate"] == 0.75 and b["val_win_rate"] == 0.25
 
 
 def test_selection_score_handles_non_finite_losses():
-  s = evaluation.summarize([float("nan"), 0.5], [0.5, 0.5])
+  s = evaluation.summarize(_rows([float("nan"), 0.5], [0.5, 0.5]))
   assert s[evaluation.SELECT] == pytest.approx(np.log(10) / 2)  # NaN counts as 10x Adam
-  s = evaluation.summarize([0.25, 0.5], [float("inf"), 0.5])  # Adam diverged: task left out
-  assert s[evaluation.SELECT] == pytest.approx(0.0) and s["eval_win_rate"] == 0.0
-  assert evaluation.summarize([0.0], [0.0])[evaluation.SELECT] == 0.0  # both solved: a tie
+  s = evaluation.summarize(_rows([0.25, 0.5], [float("inf"), 0.5]))  # Adam diverged: left out
+  # The remaining task is a tie, which the report's yardstick counts as half a win.
+  assert s[evaluation.SELECT] == pytest.approx(0.0) and s["val_win_rate"] == 0.5
+  assert evaluation.summarize(_rows([0.0], [0.0]))[evaluation.SELECT] == 0.0  # both solved
 
 
 _LSTM_INIT = """
