@@ -102,6 +102,7 @@ _FLOOR = 1e-6  # losses at or below this count as solved (a ratio of two zeros i
 def log_ratio(final: float, adam_final: float) -> float:
   """``log(final / adam_final)`` with both floored at 1e-6; a diverged ``final`` counts as
   10x Adam's loss, so it scores badly but finitely (one diverged task cannot swamp a mean).
+  NaN if Adam itself diverged: the ratio says nothing then (callers leave the task out).
 
   Examples:
     >>> round(log_ratio(0.5, 1.0), 3)
@@ -109,6 +110,8 @@ def log_ratio(final: float, adam_final: float) -> float:
     >>> round(log_ratio(float("inf"), 1.0), 3)
     2.303
   """
+  if not np.isfinite(adam_final):
+    return float("nan")
   if not np.isfinite(final):
     final = 10.0 * max(adam_final, _FLOOR)
   return float(np.log(max(final, _FLOOR) / max(adam_final, _FLOOR)))
