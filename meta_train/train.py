@@ -110,6 +110,14 @@ class Job:
   best: tuple[float, int]  # (validation score, step) of export/best; (inf, -1) if none
   saved_step: int  # the newest checkpoint's step (-1: none)
   last: dict = dataclasses.field(default_factory=dict)  # the last outer step's metrics
+  run_key: jax.Array = None  # step s uses fold_in(run_key, s); set in __post_init__
+  inner_per_step: int = 0  # inner steps of all slots per outer step (for throughput)
+
+  def __post_init__(self):
+    # Derived once from the config, not in every outer step of the loop.
+    self.run_key = jax.random.fold_in(jax.random.key(self.c.seed), 4)
+    self.inner_per_step = (self.c.num_slots
+                           * estimators.get_estimator(self.c.estimator).inner_steps(self.hp))
   is_main: bool = dataclasses.field(default_factory=lambda: jax.process_index() == 0)
 
   @property
@@ -198,8 +206,7 @@ def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
 def outer_step(job: Job, step: int) -> dict[str, float]:
   """One jitted outer step on group ``step % num_groups``; updates ``job.state``."""
   g = step % len(job.groups)
-  key_data = jax.random.key_data(jax.random.fold_in(jax.random.fold_in(
-      jax.random.key(job.c.seed), 4), step))
+  key_data = jax.random.key_data(jax.random.fold_in(job.run_key, step))
   s = job.state
   t0 = time.perf_counter()
   theta, opt_state, group_state, metrics = job.step_fn(s.theta, s.opt_state, job.pools[g],
@@ -208,8 +215,7 @@ def outer_step(job: Job, step: int) -> dict[str, float]:
   dt = time.perf_counter() - t0
   groups = s.groups[:g] + (group_state,) + s.groups[g + 1:]
   job.state = engine.OuterState(np.asarray(step + 1, np.int32), theta, opt_state, groups)
-  inner = job.c.num_slots * estimators.get_estimator(job.c.estimator).inner_steps(job.hp)
-  return {**metrics, "inner_steps_per_s": inner / dt, "s_per_outer_step": dt}
+  return {**metrics, "inner_steps_per_s": job.inner_per_step / dt, "s_per_outer_step": dt}
 
 
 def evaluate_and_export(job: Job) -> dict[str, float]:
