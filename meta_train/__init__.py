@@ -5,7 +5,7 @@ containers and the ``Estimator`` protocol):
 
 * **Estimators** (``es.py``, ``pes.py``; the registry in ``estimators.py``)
   are pure ``init / ask / evaluate / tell`` functions over explicit state,
-  registered by name (``es``, ``pes``, ``tes``); ``unroll.py`` runs the inner
+  registered by name (``es``, ``pes``, ``tes``, ``nres``); ``unroll.py`` runs the inner
   trainings they evaluate and ``noise.py`` draws their perturbations.
 * **The engine** (``engine.py``) samples the run's task groups, builds their
   pools, places them on a device ``Mesh`` and jits one outer step (estimate,
@@ -28,7 +28,7 @@ Entry points:
   >>> c = meta_train.load_config("configs/tiny.py")       # doctest: +SKIP
   >>> meta_train.run(c, "runs/tiny")                       # doctest: +SKIP
   >>> meta_train.estimators.estimators()
-  ('es', 'pes', 'tes')
+  ('es', 'nres', 'pes', 'tes')
 """
 
 from meta_train import estimators, evaluation, plugins

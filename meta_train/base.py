@@ -240,6 +240,22 @@ class TESHParams(TruncatedHParams):
   """
 
 
+@dataclasses.dataclass(frozen=True)
+class NRESHParams(TruncatedHParams):
+  """Noise-reuse ES (Li et al., NeurIPS 2023): one perturbation per pair for a whole episode.
+
+  Attributes (beyond ``TruncatedHParams``):
+    shaping: "raw" uses (f+ - f-) / (2 sigma); "sign" uses sign(f+ - f-), as
+      VeLO, so that no task group with large losses dominates the step.
+  """
+
+  shaping: Shaping = "raw"
+
+  def __post_init__(self):
+    super().__post_init__()
+    _one_of("shaping", self.shaping, ("raw", "sign"))
+
+
 # ----------------------------------------------------------------------------
 # State
 # ----------------------------------------------------------------------------
@@ -266,6 +282,14 @@ class PESState(NamedTuple):
 
   inner: InnerState
   accum: Theta  # leaves [B, P, ...]: sum of sigma*eps of the + particle since its reset
+
+
+class NRESState(NamedTuple):
+  """NRES state: inner trainings plus the key of each pair's episode perturbation."""
+
+  inner: InnerState
+  keys: jax.Array  # uint32 key data [B, P, 2]: eps of the pair's current episode
+  fresh: jax.Array  # bool [B]: the slot's episode began, draw new keys at the next ask
 
 
 # ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ also gets a config sub-dict of its hyperparameters (``config.pes.sigma``).
 Examples:
   >>> from meta_train import estimators
   >>> estimators.estimators()
-  ('es', 'pes', 'tes')
+  ('es', 'nres', 'pes', 'tes')
   >>> estimators.get_estimator("pes").hparams.__name__
   'PESHParams'
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 
-from meta_train import es, pes
+from meta_train import es, nres, pes
 from meta_train.base import Estimator, EstimatorError, HParams, Metrics, State, Task, Theta
 
 _ESTIMATORS: dict[str, Estimator] = {}
@@ -106,3 +106,4 @@ def estimate(estimator: Estimator, arch, hp: HParams, theta: Theta, pool: Task, 
 register_estimator("es", es.ESTIMATOR)  # antithetic full-unroll ES (VeLO)
 register_estimator("pes", pes.PES)  # truncated persistent ES (Vicol et al. 2021), unbiased
 register_estimator("tes", pes.TES)  # truncated ES: PES without the accumulated noise, biased
+register_estimator("nres", nres.NRES)  # noise-reuse ES (Li et al. 2023): one eps per episode

@@ -20,7 +20,7 @@ NAMES = estimators.estimators()
 
 
 def test_registry_lists_the_shipped_estimators():
-  assert {"es", "pes", "tes"} <= set(NAMES)
+  assert {"es", "pes", "tes", "nres"} <= set(NAMES)
 
 
 def test_registry_refuses_duplicates_and_names_the_valid_ones():

@@ -14,7 +14,7 @@ from meta_train import engine, estimators
 from tests.meta_train import helpers
 
 _TRUNCATED = dict(sigma=0.01, num_pairs=2, truncation_length=4, min_horizon=5, max_horizon=9)
-SMALL = {"pes": _TRUNCATED, "tes": _TRUNCATED, "es": dict(sigma=0.01, num_pairs=2, horizon=6)}
+SMALL = {"pes": _TRUNCATED, "tes": _TRUNCATED, "nres": _TRUNCATED, "es": dict(sigma=0.01, num_pairs=2, horizon=6)}
 
 
 @pytest.mark.parametrize("name", estimators.estimators())
