@@ -84,12 +84,14 @@ class HyperLSTM(base.LearnedOptimizer):
     num_steps = base.check_num_steps(num_steps)
     base.check_theta(self, theta)
 
-    def init_extra(layout: flat.Layout):
+    def init_extra(layout: flat.Layout, p: jax.Array):
+      del p
       t = layout.num_tensors
       return (jnp.broadcast_to(theta["lstm_init"][0], (t, self.lstm_size)),
               jnp.broadcast_to(theta["lstm_init"][1], (t, self.lstm_size)))
 
-    def step_fn(layout, extra, stats, x, time, loss_feats):
+    def step_fn(layout, extra, stats, x, time, loss_feats, g, p):
+      del g, p
       t = layout.num_tensors
       glob = jnp.broadcast_to(jnp.concatenate([time, loss_feats]), (t, time.shape[0] + loss_feats.shape[0]))
       inp = jnp.concatenate([glob, features.tensor_features(layout, stats)], axis=1)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt import base, features, per_param_mlp
+from learned_opt import base, features, per_param_mlp, step_scale
 from learned_opt.registry import register
 
 _GLOBAL = features.NUM_TIME_FEATURES + features.NUM_LOSS_FEATURES
@@ -37,35 +37,64 @@ class MLPLOpt(base.LearnedOptimizer):
   Attributes:
     hidden_size: width of each hidden layer.
     hidden_layers: number of hidden layers.
-    step_mult: base step size; the untrained optimizer's effective Adam LR.
+    step_mult: base step size; with ``step_scale="fixed"`` the untrained
+      optimizer's effective Adam LR, otherwise a multiplier of that scale.
+    step_scale: what the step is relative to (:mod:`learned_opt.step_scale`):
+      "fixed", "param_rms" (each tensor's parameter RMS) or "distance"
+      (Prodigy's online estimate of the distance to the solution).
+    schedule: a learned global step multiplier from the time and loss
+      features (adds ``theta["schedule_w"]``).
   """
 
   hidden_size: int = 16
   hidden_layers: int = 1
   step_mult: float = 1e-3
+  step_scale: str = "fixed"
+  schedule: bool = False
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",))
+    if self.step_scale not in step_scale.STEP_SCALES:
+      raise base.LearnedOptimizerError(
+          f"mlp: step_scale={self.step_scale!r} is not one of {list(step_scale.STEP_SCALES)}; "
+          "pass e.g. step_scale='distance'.")
+    if not isinstance(self.schedule, bool):
+      raise base.LearnedOptimizerError(f"mlp: schedule must be True or False, got "
+                                       f"{self.schedule!r}.")
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)
     sizes = (features.NUM_ELEMENT_FEATURES,) + (self.hidden_size,) * self.hidden_layers + (2,)
-    return {
+    theta = {
         "mlp": per_param_mlp.init_layers(k1, sizes),
         "global_w": jax.random.normal(k2, (_GLOBAL, self.hidden_size), jnp.float32)
                     * np.sqrt(1.0 / _GLOBAL),
         "log_lr": jnp.zeros([], jnp.float32),
     }
+    if self.schedule:
+      theta["schedule_w"] = jnp.zeros((_GLOBAL,), jnp.float32)
+    return theta
 
   def as_optax(self, theta: base.Theta, *, num_steps: int) -> optax.GradientTransformationExtraArgs:
     num_steps = base.check_num_steps(num_steps)
     base.check_theta(self, theta)
     lr = self.step_mult * jnp.exp(theta["log_lr"])
 
-    def step_fn(layout, extra, stats, x, time, loss_feats):
-      del layout, stats
+    def init_extra(layout, p):
+      del layout
+      return step_scale.init_distance(p) if self.step_scale == "distance" else ()
+
+    def step_fn(layout, extra, stats, x, time, loss_feats, g, p):
       bias = jnp.concatenate([time, loss_feats]) @ theta["global_w"]
       out = per_param_mlp.apply(theta["mlp"], x, first_bias=bias)
-      return per_param_mlp.step_from_outputs(out, x, lr), extra
+      scale = lr
+      if self.step_scale == "param_rms":
+        scale = scale * step_scale.param_rms(layout, stats[:, 1])
+      elif self.step_scale == "distance":
+        extra = step_scale.update_distance(extra, g, p)
+        scale = scale * extra.d
+      if self.schedule:
+        scale = scale * step_scale.schedule(theta["schedule_w"], time, loss_feats)
+      return per_param_mlp.step_from_outputs(out, x, scale), extra
 
-    return per_param_mlp.flat_transform("mlp", num_steps, lambda layout: (), step_fn)
+    return per_param_mlp.flat_transform("mlp", num_steps, init_extra, step_fn)

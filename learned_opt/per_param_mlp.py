@@ -81,11 +81,13 @@ class FlatState(NamedTuple):
 
 
 # The architecture-specific part: (layout, extra state, per-tensor stats,
-# features x, time features, loss features) -> (blocked step, new extra state).
+# features x, time features, loss features, blocked gradient g, blocked params p)
+# -> (blocked step, new extra state). ``init_extra(layout, p)`` starts the extra state.
 StepFn = Callable[..., tuple[jax.Array, object]]
 
 
-def flat_transform(name: str, num_steps: int, init_extra: Callable[[flat.Layout], object],
+def flat_transform(name: str, num_steps: int,
+                   init_extra: Callable[[flat.Layout, jax.Array], object],
                    step_fn: StepFn) -> optax.GradientTransformationExtraArgs:
   """Wraps an architecture's flat ``step_fn`` into an optax transform."""
 
@@ -93,7 +95,8 @@ def flat_transform(name: str, num_steps: int, init_extra: Callable[[flat.Layout]
     base.check_params(params, f"{name} init")
     layout = flat.layout_of(params)
     return FlatState(count=jnp.zeros([], jnp.int32), moments=features.init_moments(layout),
-                     loss=features.init_loss_state(), extra=init_extra(layout))
+                     loss=features.init_loss_state(),
+                     extra=init_extra(layout, flat.flatten(layout, params)))
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args
@@ -108,7 +111,7 @@ def flat_transform(name: str, num_steps: int, init_extra: Callable[[flat.Layout]
     x, stats = features.element_features(layout, moments, fac, g, p)
     time = features.time_features(state.count, num_steps)
     loss_feats = features.loss_features(loss_state, clean)
-    step, extra = step_fn(layout, state.extra, stats, x, time, loss_feats)
+    step, extra = step_fn(layout, state.extra, stats, x, time, loss_feats, g, p)
     new = FlatState(count=state.count + 1, moments=moments, loss=loss_state, extra=extra)
     return flat.unflatten(layout, -step, state.count), new
 

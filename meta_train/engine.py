@@ -24,6 +24,7 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -175,12 +176,17 @@ def outer_step(arch, estimator: str, hp: HParams, tx: optax.GradientTransformati
   est = estimators.get_estimator(estimator)
   key = jax.random.wrap_key_data(key_data)
   grad, group_state, metrics = estimators.estimate(est, arch, hp, theta, pool, group_state, key)
+  # A non-finite estimate (an inner task that overflowed in every particle) must not
+  # reach Adam's moments, where it would stay for good: its entries count as zero.
+  finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]).all()
+  grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
   # optax's Adam bias correction computes `float ** int32_count`, which strict
   # dtype promotion (our tests' setting) rejects; the result is float32 either way.
   with jax.numpy_dtype_promotion("standard"):
     updates, opt_state = tx.update(grad, opt_state, theta)
   theta = optax.apply_updates(theta, updates)
-  metrics = {**metrics, "grad_norm": optax.tree.norm(grad)}
+  metrics = {**metrics, "grad_norm": optax.tree.norm(grad),
+             "nonfinite_grad": 1.0 - finite.astype(jnp.float32)}
   return theta, opt_state, group_state, metrics
 
 

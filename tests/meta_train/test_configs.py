@@ -8,7 +8,8 @@ import pytest
 from meta_train import config as config_lib
 from tests.meta_train import helpers
 
-CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like"]
+CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
+           "adaptive_cpu"]
 
 
 def _load(name):
@@ -29,5 +30,12 @@ def test_config_validates_and_documents_itself(name):
 
 def test_velo_like_tiny_runs_on_one_device(tmp_path):
   r = helpers.run_cli(tmp_path, config="velo_like.py:tiny")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (tmp_path / "export" / "final").exists()
+
+
+def test_adaptive_cpu_tiny_runs(tmp_path):
+  """The recipe's levers together (distance step scale, learned schedule, nres) run end to end."""
+  r = helpers.run_cli(tmp_path, config="adaptive_cpu.py:tiny")
   assert r.returncode == 0, r.stderr[-3000:]
   assert (tmp_path / "export" / "final").exists()

@@ -1,0 +1,79 @@
+"""Step scales that adapt to the task: the base size of a learned optimizer's step.
+
+A learned rule with a fixed base step (``step_mult``) takes steps that are too
+small on tasks whose best Adam LR is 1e-2 or more and cannot adapt (docs/
+pretrained.md). These are the options of ``mlp``'s ``step_scale``, as small
+pure functions over the flat blocked arrays of :mod:`learned_opt.flat`:
+
+* ``"fixed"``: ``step_mult`` (the shipped optimizers);
+* ``"param_rms"``: ``step_mult`` times each tensor's parameter RMS (floored),
+  so a reparameterised or differently scaled tensor gets a matching step
+  (VeLO's and Celo's ``param_scale_mult``);
+* ``"distance"``: ``step_mult`` times an online estimate ``d`` of the
+  distance to the solution, Prodigy's (Mishchenko and Defazio, 2023; after
+  D-Adaptation, Defazio and Mishchenko, 2023)::
+
+      r <- b r + (1 - b) d^2 <g, x0 - x>        s <- b s + (1 - b) d^2 g
+      d <- max(d, r / |s|_1),                   b = sqrt(0.999), d_0 = 1e-6
+
+  It grows until steps of size ``d`` stop making progress along
+  ``x0 - x``, which is what lets Prodigy run with no LR;
+
+and a learned global **schedule**: ``exp(w . [time, loss features])``, Celo's
+step-size controller reduced to its linear core, zero (a multiplier of 1) at
+init.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from learned_opt import flat
+
+STEP_SCALES = ("fixed", "param_rms", "distance")
+PARAM_RMS_FLOOR = 1e-3  # zero-initialised tensors (biases) still get a step
+DISTANCE_DECAY = math.sqrt(0.999)
+DISTANCE_INIT = 1e-6
+SCHEDULE_CLIP = (-10.0, 3.0)  # exp() range of the learned schedule: e^-10 .. e^3
+
+
+class DistanceState(NamedTuple):
+  """Prodigy's running estimate: x0, the weighted gradient sum s, numerator r and d."""
+
+  x0: jax.Array  # blocked initial parameters
+  s: jax.Array  # blocked
+  r: jax.Array  # scalar
+  d: jax.Array  # scalar
+
+
+def init_distance(p: jax.Array) -> DistanceState:
+  return DistanceState(x0=p, s=jnp.zeros_like(p), r=jnp.zeros([], jnp.float32),
+                       d=jnp.full([], DISTANCE_INIT, jnp.float32))
+
+
+def update_distance(state: DistanceState, g: jax.Array, p: jax.Array) -> DistanceState:
+  """One step of the estimate with the (finite) blocked gradient ``g`` at params ``p``.
+
+  ``d`` never shrinks, and a non-finite estimate (a diverged inner task) keeps the old ``d``.
+  """
+  w = (1.0 - DISTANCE_DECAY) * jnp.square(state.d)
+  r = DISTANCE_DECAY * state.r + w * jnp.sum(g * (state.x0 - p))
+  s = DISTANCE_DECAY * state.s + w * g
+  est = r / (jnp.sum(jnp.abs(s)) + 1e-30)
+  d = jnp.where(jnp.isfinite(est), jnp.maximum(state.d, est), state.d)
+  return state._replace(s=s, r=jnp.where(jnp.isfinite(r), r, state.r), d=d)
+
+
+def param_rms(layout: flat.Layout, mean_p2: jax.Array) -> jax.Array:
+  """Each tensor's parameter RMS (floored), as ``(nb, 1)`` block columns."""
+  rms = jnp.maximum(jnp.sqrt(mean_p2), PARAM_RMS_FLOOR)
+  return flat.to_blocks(layout, rms)
+
+
+def schedule(w: jax.Array, time: jax.Array, loss_feats: jax.Array) -> jax.Array:
+  """The learned global multiplier ``exp(w . [time, loss])``, clipped."""
+  return jnp.exp(jnp.clip(jnp.concatenate([time, loss_feats]) @ w, *SCHEDULE_CLIP))
