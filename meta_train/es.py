@@ -52,10 +52,15 @@ def perturb(key: jax.Array, theta: Theta, *, sigma: float, num_slots: int, num_p
             noise_kind: str = "normal") -> Population:
   """Draws ``num_slots x num_pairs`` antithetic perturbations of ``theta``."""
   keys = jax.random.split(key, (num_slots, num_pairs))
+  return antithetic(keys, theta, sigma=sigma, noise_kind=noise_kind)
+
+
+def antithetic(keys: jax.Array, theta: Theta, *, sigma: float,
+               noise_kind: str = "normal") -> Population:
+  """The population ``theta +- sigma * eps`` of a ``[B, P]`` array of pair keys."""
   eps = noise.per_pair(keys, theta, noise_kind)
   pm = lambda e: jax.tree.map(lambda t, x: jnp.stack([t + sigma * x, t - sigma * x]), theta, e)
-  thetas = jax.vmap(jax.vmap(pm))(eps)
-  return Population(keys, thetas, eps)
+  return Population(keys, jax.vmap(jax.vmap(pm))(eps), eps)
 
 
 def weighted_noise(population: Population, weights: jax.Array, theta: Theta,

@@ -36,7 +36,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from meta_train import es, noise, pes
+from meta_train import es, pes
 from meta_train.base import Estimator, Metrics, NRESHParams, NRESState, Task, Theta
 
 Population = es.Population
@@ -58,11 +58,8 @@ def ask(key: jax.Array, state: NRESState, hp: NRESHParams, theta: Theta, *,
   b, p = state.keys.shape[:2]
   new = jax.random.key_data(jax.random.split(key, (b, p)))
   keys = jnp.where(state.fresh[:, None, None], new, state.keys)
-  typed = jax.random.wrap_key_data(keys)
-  eps = noise.per_pair(typed, theta, hp.noise)
-  pm = lambda e: jax.tree.map(lambda t, x: jnp.stack([t + hp.sigma * x, t - hp.sigma * x]),
-                              theta, e)
-  population = Population(typed, jax.vmap(jax.vmap(pm))(eps), eps)
+  population = es.antithetic(jax.random.wrap_key_data(keys), theta, sigma=hp.sigma,
+                             noise_kind=hp.noise)
   return population, state._replace(keys=keys, fresh=jnp.zeros_like(state.fresh))
 
 
@@ -79,15 +76,9 @@ def tell(population: Population, fitness: pes.Truncation, state: NRESState, hp: 
   """The antithetic estimate with the episode's eps; a slot whose episode ended redraws."""
   diff = (fitness.meta[..., 0] - fitness.meta[..., 1]) / hp.truncation_length  # [B, T, P]
   total = jnp.sum(diff, axis=1)  # [B, P]
-  if hp.shaping == "sign":  # VeLO's shaping: only the sign of each pair's difference
-    total = jnp.sign(total)
-    scale = 1.0 / total.size
-  else:
-    scale = 1.0 / (2.0 * hp.sigma * total.size)
-  eps = population.eps
-  if eps is None:
-    eps = noise.per_pair(population.keys, theta, hp.noise)
-  grad = jax.tree.map(lambda e: jnp.tensordot(total, e, axes=2) * scale, eps)
+  # VeLO's sign shaping keeps only the sign of each pair's difference.
+  weights = jnp.sign(total) if hp.shaping == "sign" else total / (2.0 * hp.sigma)
+  grad = es.weighted_noise(population, weights, theta, hp.noise)
   return grad, state._replace(fresh=fitness.reset), {"meta_loss": jnp.mean(fitness.meta)}
 
 
