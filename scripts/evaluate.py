@@ -43,7 +43,8 @@ def parse(argv: list[str]) -> lo_eval.EvalConfig:
   p.add_argument("--ablations", action="store_true",
                  help="also run each learned optimizer with its loss / training-fraction / "
                  "momentum inputs zeroed")
-  p.add_argument("--num-points", type=int, default=50, help="points per training curve")
+  p.add_argument("--num-points", type=int, default=None,
+                 help="points per training curve (default: 50, or one per step if fewer)")
   p.add_argument("--num-evals", type=int, default=10, help="eval-loss points per run")
   p.add_argument("--eval-batches", type=int, default=4)
   p.add_argument("--speedup-cap", type=int, default=4)

@@ -13,6 +13,8 @@ built on them keeps the same split.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Any, Callable, Sequence, TypeVar
 
 import flax.linen as nn
@@ -149,6 +151,36 @@ def check_positive_ints(spec: Any, family: str, fields: Sequence[str]) -> None:
     value = getattr(spec, field)
     check(isinstance(value, int) and value >= 1, family,
           f"{field} must be a positive int, got {value!r}")
+
+
+# Seeds are spec leaves, so stacked tasks hold them as int32 arrays.
+MAX_SEED = 2**31 - 1
+
+
+def check_float(spec: Any, family: str, field: str, *, low: float, high: float = math.inf,
+                low_open: bool = False) -> None:
+  """Checks that ``spec.<field>`` is a finite real number in ``[low, high]`` (``(low, high]``
+  with ``low_open``).
+
+  Finiteness is checked on its own: inf passes any lower bound, and NaN passes any check
+  written as ``not x < low``; either builds a task that trains on NaN.
+  """
+  value = getattr(spec, field)
+  number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+  ok = (number and math.isfinite(value) and (value > low if low_open else value >= low)
+        and value <= high)
+  bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf
+                                                     else "")
+  check(ok, family, f"{field} must be a finite number {bounds}, got {value!r}")
+
+
+def check_seed(spec: Any, family: str, field: str) -> None:
+  """Checks that ``spec.<field>`` is an int in ``[0, MAX_SEED]`` (numpy refuses negative
+  seeds, and int32 holds no larger ones)."""
+  value = getattr(spec, field)
+  ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+  check(ok and 0 <= value <= MAX_SEED, family,
+        f"{field} must be an int in [0, 2**31 - 1], got {value!r}")
 
 
 def check_widths(widths: Any, family: str, field: str, *, allow_empty: bool = True) -> None:

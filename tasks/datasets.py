@@ -238,10 +238,14 @@ def _shakespeare_bytes() -> np.ndarray:
                   "tinyshakespeare.txt, or use the 'stdlib_bytes' or 'markov' text datasets.")
 
 
+# Below this the chain is all but deterministic and exp(logits) nears overflow.
+MIN_TEMPERATURE = 1e-3
+
+
 def markov_transitions(seed: int, vocab_size: int, temperature: float) -> np.ndarray:
   """The chain's transition matrix [vocab, vocab] (rows sum to 1)."""
   rng = np.random.default_rng(seed)
-  logits = rng.normal(size=(vocab_size, vocab_size)) / max(temperature, 1e-3)
+  logits = rng.normal(size=(vocab_size, vocab_size)) / max(temperature, MIN_TEMPERATURE)
   p = np.exp(logits - logits.max(axis=1, keepdims=True))
   return p / p.sum(axis=1, keepdims=True)
 

@@ -105,7 +105,8 @@ def check_image_spec(spec: Any, spec_type: type, family: str, *, widths: str,
                f"image_size must be an int in [4, 64], got {spec.image_size!r}")
   common.check(isinstance(spec.batch_size, int) and spec.batch_size >= 1, family,
                f"batch_size must be a positive int, got {spec.batch_size!r}")
-  common.check(spec.init_scale > 0, family, f"init_scale must be > 0, got {spec.init_scale!r}")
+  common.check_float(spec, family, "init_scale", low=0.0, low_open=True)
+  common.check_seed(spec, family, "data_seed")
   common.check_widths(getattr(spec, widths), family, widths, allow_empty=allow_empty_widths)
   common.check_activation(spec.activation, family)
 

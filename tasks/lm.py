@@ -79,9 +79,10 @@ def check_text_spec(spec: Any, family: str) -> None:
     value = getattr(spec, field)
     common.check(isinstance(value, int) and 1 <= value <= 4096, family,
                  f"{field} must be an int in [1, 4096], got {value!r}")
-  common.check(spec.init_scale > 0, family, f"init_scale must be > 0, got {spec.init_scale!r}")
-  common.check(spec.data_temperature > 0, family,
-               f"data_temperature must be > 0, got {spec.data_temperature!r}")
+  common.check_float(spec, family, "init_scale", low=0.0, low_open=True)
+  common.check_seed(spec, family, "data_seed")
+  # markov_transitions would silently clamp a lower temperature to MIN_TEMPERATURE.
+  common.check_float(spec, family, "data_temperature", low=datasets.MIN_TEMPERATURE)
 
 
 def text_data(spec: Any) -> TextData:

@@ -23,6 +23,11 @@ from tasks.base import PRNGKey, Split, Task, TaskFamily
 from tasks.registry import register_family
 
 
+# A is float32: its smallest eigenvalue (1) must stay well above the rounding error of its
+# largest (eps 1.2e-7 x conditioning), or the matrix is not the quadratic the spec describes.
+MAX_CONDITIONING = 1e6
+
+
 @common.spec_dataclass(static=("dim",))
 class QuadraticSpec:
   """A quadratic. Static: ``dim``. Leaves: everything else."""
@@ -111,11 +116,10 @@ class QuadraticFamily(TaskFamily):
     common.check_spec_type(spec, QuadraticSpec, "quadratic")
     common.check(isinstance(spec.dim, int) and 1 <= spec.dim <= 4096, "quadratic",
                  f"dim must be an int in [1, 4096], got {spec.dim!r}")
-    common.check(spec.conditioning >= 1.0, "quadratic",
-                 f"conditioning must be >= 1, got {spec.conditioning!r}")
-    common.check(spec.noise >= 0.0, "quadratic", f"noise must be >= 0, got {spec.noise!r}")
-    common.check(spec.init_scale > 0.0, "quadratic",
-                 f"init_scale must be > 0, got {spec.init_scale!r}")
+    common.check_float(spec, "quadratic", "conditioning", low=1.0, high=MAX_CONDITIONING)
+    common.check_float(spec, "quadratic", "noise", low=0.0)
+    common.check_float(spec, "quadratic", "init_scale", low=0.0, low_open=True)
+    common.check_seed(spec, "quadratic", "seed")
     return QuadraticTask(spec, quadratic_data(spec))
 
   def flops(self, spec: QuadraticSpec) -> float:

@@ -74,7 +74,25 @@ def check_available(name: str, data_dir: str | None = None) -> pathlib.Path:
   if not list(path.glob("*.array_record*")):
     raise TaskError(f"tfds dataset {name!r} at {path} is not in the array_record format, which "
                     "reading without TensorFlow needs. " + _FIX.format(name=name))
+  _read_info(name, path)
   return path
+
+
+def _read_info(name: str, path: pathlib.Path) -> dict[str, Any]:
+  """``path/dataset_info.json``, parsed; a broken one (an interrupted copy or prepare)
+  raises a TaskError naming the file, instead of a JSON error from deep inside tfds."""
+  info = path / "dataset_info.json"
+  try:
+    data = json.loads(info.read_text())
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    data, why = None, f"cannot be read ({e})"
+  else:
+    why = f"holds a JSON {type(data).__name__}, not an object"
+  if not isinstance(data, dict):
+    raise TaskError(f"tfds dataset {name!r}: {info} {why}, so the prepared copy is broken "
+                    f"(an interrupted copy or prepare?). Delete {path} and prepare it again. "
+                    + _FIX.format(name=name))
+  return data
 
 
 def data_source(name: str, split: str, *, data_dir: str | None = None) -> Any:
@@ -87,7 +105,14 @@ def data_source(name: str, split: str, *, data_dir: str | None = None) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _builder(path: str) -> Any:
-  return _tfds().builder_from_directory(path)
+  try:
+    return _tfds().builder_from_directory(path)
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    # tfds found dataset_info.json readable but not a dataset it can describe.
+    raise TaskError(f"tfds cannot read the prepared dataset at {path} ({type(e).__name__}: "
+                    f"{e}); its dataset_info.json or features are broken. Delete {path} and "
+                    "prepare it again (tasks.tfds_data.prepare_from_arrays or "
+                    "prepare_from_manual_dir, or `tfds build`).") from None
 
 
 def _source_from_dir(path: str, split: str) -> Any:
@@ -317,4 +342,5 @@ def prepare_from_manual_dir(name: str, manual_dir: str, *, data_dir: str | None 
 
 def dataset_info_json(name: str, data_dir: str | None = None) -> dict[str, Any]:
   """The prepared dataset's ``dataset_info.json`` (for logging what a task trained on)."""
-  return json.loads((check_available(name, data_dir) / "dataset_info.json").read_text())
+  path = check_available(name, data_dir)
+  return _read_info(name, path)

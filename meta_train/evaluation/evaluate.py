@@ -44,7 +44,7 @@ class EvalConfig:
   seeds: int = 3
   baselines: tuple[str, ...] = ("all",)
   ablations: bool = False
-  num_points: int = 50
+  num_points: int | None = None  # None: min(50, steps), one window per step for short runs
   num_evals: int = 10
   eval_batches: int = 4
   speedup_cap: int = 4
@@ -99,20 +99,52 @@ def _learned_methods(spec: optimizers_lib.LearnedOptimizerSpec, ablations: bool)
   return out
 
 
+DEFAULT_NUM_POINTS = 50
+
+
+def _num_points(requested: int | None, steps: Any) -> Any:
+  """``requested``, or the default curve resolution capped at one window per step (the
+  finest curve there is), so a short run such as the tiny suite's works on default flags."""
+  if requested is not None:
+    return requested
+  if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1:
+    return min(DEFAULT_NUM_POINTS, steps)
+  return DEFAULT_NUM_POINTS  # a bad steps value is reported by Setting.check
+
+
+def _check_out(out: str) -> None:
+  if not out:
+    raise EvalError("--out is required: the directory for results.json, report.md and plots.")
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise EvalError(f"--out {out!r} is an existing file, not a directory; pass a directory "
+                    "(new or holding an earlier results.json to resume).")
+
+
+def _build_tasks(task_list: list[tuple[str, Any]]) -> list[str]:
+  """Builds every task once (a bad spec or missing data fails here); returns their ids."""
+  ids = []
+  for family, spec in task_list:
+    try:
+      tasks.get_family(family).build(spec)
+    except tasks.TaskError as e:
+      raise EvalError(f"task {family} ({tasks.spec_to_json(spec)}): {e}") from None
+    ids.append(suites.task_id(family, spec))
+  return ids
+
+
 def prepare(cfg: EvalConfig) -> Plan:
-  """Validates ``cfg`` and resolves it into a :class:`Plan`; raises :class:`EvalError`."""
+  """Validates ``cfg`` and resolves it into a :class:`Plan`; raises :class:`EvalError`.
+
+  Names come first (tasks, baselines, optimizers), then values, then the tasks are
+  built: a misspelt name is reported as such even when a value is also off.
+  """
   if isinstance(cfg.seeds, bool) or not isinstance(cfg.seeds, int) or cfg.seeds < 1:
     raise EvalError(f"--seeds must be an int >= 1, got {cfg.seeds!r}.")
-  if not cfg.out:
-    raise EvalError("--out is required: the directory for results.json, report.md and plots.")
-  task_list, default_steps = suites.resolve_tasks(cfg.tasks)
-  steps = cfg.steps if cfg.steps is not None else default_steps
-  if steps is None:
-    raise EvalError("--steps is required when --tasks names only families (suites carry a "
-                    "default horizon).")
-  setting = Setting(num_steps=steps, num_points=cfg.num_points, num_evals=cfg.num_evals,
-                    eval_batches=cfg.eval_batches, speedup_cap=cfg.speedup_cap,
-                    snapshot_cycles=cfg.snapshot_cycles).check()
+  _check_out(cfg.out)
+  try:
+    task_list, default_steps = suites.resolve_tasks(cfg.tasks)
+  except tasks.TaskError as e:
+    raise EvalError(f"--tasks {cfg.tasks!r}: {e}") from None
   methods = []
   for name in _baseline_names(cfg.baselines):
     b = baselines_lib.get_baseline(name)
@@ -123,10 +155,14 @@ def prepare(cfg: EvalConfig) -> Plan:
   dup = sorted({n for n in names if names.count(n) > 1})
   if dup:
     raise EvalError(f"method names {dup} appear twice; label optimizers with LABEL=PATH.")
-  ids = []
-  for family, spec in task_list:
-    tasks.get_family(family).build(spec)  # a bad spec or missing data fails here
-    ids.append(suites.task_id(family, spec))
+  steps = cfg.steps if cfg.steps is not None else default_steps
+  if steps is None:
+    raise EvalError("--steps is required when --tasks names only families (suites carry a "
+                    "default horizon).")
+  setting = Setting(num_steps=steps, num_points=_num_points(cfg.num_points, steps),
+                    num_evals=cfg.num_evals, eval_batches=cfg.eval_batches,
+                    speedup_cap=cfg.speedup_cap, snapshot_cycles=cfg.snapshot_cycles).check()
+  ids = _build_tasks(task_list)
   return Plan(setting, list(range(cfg.seeds)),
               [(i, f, s) for i, (f, s) in zip(ids, task_list)], methods)
 
@@ -155,12 +191,36 @@ def _version() -> str:
     return "unknown"
 
 
+_RESULTS_KEYS = {"setting": dict, "tasks": dict, "methods": dict, "runs": dict,
+                 "invocations": list}
+
+
+def _read_results(path: str) -> dict[str, Any]:
+  """``path`` parsed, or an :class:`EvalError` saying what is wrong with it and what to do."""
+  fix = (f"Move {path} away (or pass a new --out) to start afresh; runs it held are redone.")
+  try:
+    with open(path) as f:
+      results = json.load(f)
+  except json.JSONDecodeError as e:
+    raise EvalError(f"{path} is not valid JSON ({e}); it is cut off or was edited by hand. "
+                    + fix) from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise EvalError(f"cannot read {path}: {e}. " + fix) from None
+  if not isinstance(results, dict):
+    raise EvalError(f"{path} holds a JSON {type(results).__name__}, not the results object "
+                    "this program writes. " + fix)
+  bad = sorted(k for k, t in _RESULTS_KEYS.items() if not isinstance(results.get(k), t))
+  if bad:
+    raise EvalError(f"{path} lacks (or has malformed) {bad}, so it was not written by this "
+                    "program. " + fix)
+  return results
+
+
 def _load(path: str, setting: Setting, plan: Plan) -> dict[str, Any]:
   if not os.path.exists(path):
     return {"version": RESULTS_VERSION, "setting": dataclasses.asdict(setting), "tasks": {},
             "methods": {}, "runs": {}, "invocations": []}
-  with open(path) as f:
-    results = json.load(f)
+  results = _read_results(path)
   if results.get("setting") != dataclasses.asdict(setting):
     raise EvalError(f"{path} holds results for another setting {results.get('setting')}; "
                     f"this call has {dataclasses.asdict(setting)}. Use a new --out, or the "
@@ -191,7 +251,11 @@ def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str
     The results dict (as written to ``cfg.out/results.json``).
   """
   plan = prepare(cfg)
-  os.makedirs(cfg.out, exist_ok=True)
+  try:
+    os.makedirs(cfg.out, exist_ok=True)
+  except OSError as e:
+    raise EvalError(f"cannot create --out {cfg.out!r}: {e}; pass a directory you can write.") \
+        from None
   path = os.path.join(cfg.out, "results.json")
   results = _load(path, plan.setting, plan)
   env = environment()

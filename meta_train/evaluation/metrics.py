@@ -97,11 +97,15 @@ def bootstrap_ci(by_task: dict[str, Sequence[float]], stat: Callable[[np.ndarray
 
 
 _FLOOR = 1e-6  # losses at or below this count as solved (a ratio of two zeros is noise)
+# A diverged run counts as this many times tuned Adam's loss, and so does any run worse than
+# that: the cap makes divergence the worst score (a finite run 50x worse than Adam must not
+# beat one that diverged) and keeps one hopeless task from swamping a mean over tasks.
+WORST_RATIO = 10.0
 
 
 def log_ratio(final: float, adam_final: float) -> float:
-  """``log(final / adam_final)`` with both floored at 1e-6; a diverged ``final`` counts as
-  10x Adam's loss, so it scores badly but finitely (one diverged task cannot swamp a mean).
+  """``log(final / adam_final)`` with both floored at 1e-6 and the ratio capped at
+  :data:`WORST_RATIO`; a diverged (NaN/inf) ``final`` scores that cap, the worst score.
   NaN if Adam itself diverged: the ratio says nothing then (callers leave the task out).
 
   Examples:
@@ -109,12 +113,13 @@ def log_ratio(final: float, adam_final: float) -> float:
     -0.693
     >>> round(log_ratio(float("inf"), 1.0), 3)
     2.303
+    >>> log_ratio(50.0, 1.0) == log_ratio(float("nan"), 1.0)
+    True
   """
   if not np.isfinite(adam_final):
     return float("nan")
-  if not np.isfinite(final):
-    final = 10.0 * max(adam_final, _FLOOR)
-  return float(np.log(max(final, _FLOOR) / max(adam_final, _FLOOR)))
+  ratio = max(final, _FLOOR) / max(adam_final, _FLOOR) if np.isfinite(final) else WORST_RATIO
+  return float(np.log(min(ratio, WORST_RATIO)))
 
 
 def against_reference(train: Sequence[float], train_steps: Sequence[int],

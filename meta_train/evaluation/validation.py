@@ -30,7 +30,8 @@ from meta_train.evaluation.base import RunRecord, Setting
 
 # The key that picks export/best: the mean over tasks of log(final / tuned Adam's final).
 # A mean of ratios weighs every task alike (a mean of losses is dominated by the task
-# Adam and theta diverge on); -0.69 means "half tuned Adam's loss" on average.
+# Adam and theta diverge on); -0.69 means "half tuned Adam's loss" on average. Lower is
+# better; only a finite value may select (see summarize).
 SELECT = "val_log_ratio"
 
 
@@ -89,8 +90,15 @@ class Validator:
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
   """Validation metrics from :meth:`Validator.rows`: the selection score, win rate,
-  median speedup, and mean normalised final losses (for the plot)."""
-  # A task tuned Adam itself diverges on says nothing about theta: left out.
+  median speedup, and mean normalised final losses (for the plot).
+
+  Rows carry raw final losses (``metrics.against_reference``), so divergence is seen
+  here, before any normaliser clips it: a task where theta diverged scores
+  ``log(metrics.WORST_RATIO)``, the worst score, and a loss; a task where tuned Adam
+  diverged says nothing about theta and is left out of ``SELECT``, the win rate and
+  the speedup. With no task left, ``SELECT`` is +inf and the others NaN: nothing was
+  compared, so such a score is never finite and never selects ``export/best``.
+  """
   kept = [r for r in rows if np.isfinite(r["adam_final"])]
   mean = lambda k, rs: float(np.mean([r[k] for r in rs])) if rs else float("nan")
   return {

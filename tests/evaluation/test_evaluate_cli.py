@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from meta_train import evaluation
 from meta_train.evaluation import suites
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -36,6 +37,51 @@ def test_bad_input_fails_fast(args, message, tmp_path, capsys):
   err = capsys.readouterr().err
   assert message in err, err
   assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_the_tiny_suite_runs_on_default_flags(tmp_path):
+  plan = evaluation.prepare(cli.parse(["--tasks", "tiny", "--out", str(tmp_path / "o")]))
+  assert plan.setting.num_steps == 40
+  assert plan.setting.num_points == 40  # one window per step, not 50 > 40
+  long = evaluation.prepare(cli.parse(["--tasks", "quadratic", "--out", str(tmp_path / "q")]))
+  assert (long.setting.num_steps, long.setting.num_points) == (500, 50)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "nosuch"], "unknown optimizer 'nosuch'"),
+    (["--baselines", "bogus"], "unknown baseline 'bogus'"),
+    (["--tasks", "nosuite"], "unknown task suite 'nosuite'"),
+])
+def test_a_bad_name_is_reported_before_a_bad_value(args, message, tmp_path, capsys):
+  argv = [*TINY, "--out", str(tmp_path / "o"), *args, "--num-points", "100"]  # > 20 steps
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err
+  assert message in err and "num_points" not in err, err
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"version": 1, "setting": {"num_steps": 2', "is not valid JSON"),  # cut off
+    ("[]", "holds a JSON list"),
+    ('{"version": 1}', "lacks (or has malformed)"),
+    ('{"setting": {}, "tasks": {}, "methods": {}, "runs": [], "invocations": []}', "['runs']"),
+])
+def test_a_broken_results_file_is_an_error_naming_the_fix(content, message, tmp_path, capsys):
+  out = tmp_path / "o"
+  out.mkdir()
+  (out / "results.json").write_text(content)
+  t0 = time.perf_counter()
+  assert cli.main([*TINY, "--baselines", "none", "--out", str(out)]) == 2
+  assert time.perf_counter() - t0 < 10  # nothing was compiled
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and message in err and "new --out" in err, err
+  assert (out / "results.json").read_text() == content  # left as it was
+
+
+def test_out_naming_an_existing_file_is_an_error(tmp_path, capsys):
+  (tmp_path / "o").write_text("not a directory")
+  assert cli.main([*TINY, "--baselines", "none", "--out", str(tmp_path / "o")]) == 2
+  err = capsys.readouterr().err
+  assert "is an existing file, not a directory" in err, err
 
 
 def _run(out):

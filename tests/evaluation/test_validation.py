@@ -8,6 +8,7 @@ import learned_opt
 import tasks
 from meta_train import evaluation
 from meta_train.evaluation import report, suites, validation
+from meta_train.evaluation.base import RunRecord
 
 STEPS = 40
 
@@ -57,3 +58,53 @@ def test_summarize_diverged_and_adam_diverged():
   # A diverged theta counts as 10x tuned Adam's loss; a task tuned Adam diverges on is left out.
   assert out[evaluation.SELECT] == pytest.approx(np.log(10.0))
   assert out["val_win_rate"] == 0.0
+
+
+# --- Selection on diverged runs, through Validator.rows (raw losses, then the normaliser).
+
+
+def _record(curve, lr=1e-2):
+  steps = [10 * (i + 1) for i in range(len(curve))]
+  return RunRecord(train=list(curve), train_steps=steps, eval=[curve[-1]],
+                   eval_steps=[steps[-1]], steps=steps[-1], compile_s=0.0, run_s=0.0,
+                   extra={"lr": lr, "long_train": list(curve), "long_train_steps": steps})
+
+
+def _score(tiny, monkeypatch, learned, adam):
+  """Validator.score of a theta whose final loss on tiny task i is ``learned[i]``, against
+  tuned Adam's ``adam[i]`` (both stubbed, so nothing trains)."""
+  runs = iter([_record([2.0, x]) for x in learned])
+  refs = iter([_record([2.0, x]) for x in adam])
+  monkeypatch.setattr(validation.optimizers, "run_learned", lambda *a, **k: next(runs))
+  monkeypatch.setattr(validation.baselines, "adam_tuned", lambda *a: next(refs))
+  return evaluation.Validator(tiny, validation.setting(20)).score(None, None)
+
+
+@pytest.mark.parametrize("diverged", [float("nan"), float("inf")])
+def test_a_diverged_theta_counts_as_ten_times_tuned_adams_loss(tiny, monkeypatch, diverged):
+  s = _score(tiny, monkeypatch, [diverged, 0.5], [1.0, 0.5])
+  assert s[evaluation.SELECT] == pytest.approx(np.log(10.0) / 2)  # not the normaliser's 10
+  assert s["val_win_rate"] == pytest.approx(0.25)  # a loss, and a tie
+  assert s["val_learned"] > s["val_adam_tuned"]
+
+
+def test_a_diverged_theta_never_beats_a_finite_one(tiny, monkeypatch):
+  diverged = _score(tiny, monkeypatch, [float("nan"), 0.5], [1.0, 0.5])
+  awful = _score(tiny, monkeypatch, [50.0, 0.5], [1.0, 0.5])  # finite, 50x tuned Adam
+  assert diverged[evaluation.SELECT] >= awful[evaluation.SELECT]
+
+
+@pytest.mark.parametrize("diverged", [float("nan"), float("inf")])
+def test_a_task_tuned_adam_diverges_on_is_left_out(tiny, monkeypatch, diverged):
+  # As Adam at an infinite LR: a "win" against it says nothing about theta.
+  s = _score(tiny, monkeypatch, [0.1, 1.0], [diverged, 0.5])
+  assert s["val_win_rate"] == 0.0  # only the second task counts, where theta is 2x worse
+  assert s[evaluation.SELECT] == pytest.approx(np.log(2.0))
+  assert s["val_median_speedup"] == 1.0  # not the cap (4) the first task would add
+
+
+def test_no_comparable_task_gives_a_score_that_cannot_select(tiny, monkeypatch):
+  s = _score(tiny, monkeypatch, [0.1, 0.1], [float("nan"), float("inf")])
+  assert not np.isfinite(s[evaluation.SELECT])
+  assert np.isnan(s["val_win_rate"]) and np.isnan(s["val_median_speedup"])
+  assert evaluation.summarize([])[evaluation.SELECT] == float("inf")

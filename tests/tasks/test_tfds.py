@@ -95,3 +95,29 @@ def test_import_tasks_does_not_import_tensorflow_datasets():
   code = "import sys, tasks; print('tensorflow_datasets' in sys.modules)"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip().endswith("False")
+
+
+def _fake_prepared(root, info_text):
+  """A prepared-looking dataset directory whose dataset_info.json holds ``info_text``."""
+  version = root / "broken_ds" / "1.0.0"
+  version.mkdir(parents=True)
+  (version / "broken_ds-train.array_record-00000-of-00001").write_bytes(b"")
+  (version / "dataset_info.json").write_text(info_text)
+  return version
+
+
+@pytest.mark.parametrize("info_text, why", [
+    ('{"name": "broken_ds", "splits": [', "cannot be read"),  # an interrupted copy
+    ("[]", "holds a JSON list"),
+    ("{}", "tfds cannot read the prepared dataset"),  # an object, but not a dataset's
+])
+def test_a_broken_dataset_info_json_names_the_file_and_the_fix(tmp_path, monkeypatch,
+                                                                info_text, why):
+  version = _fake_prepared(tmp_path, info_text)
+  with pytest.raises(tasks.TaskError, match="prepare it again") as e:
+    tfds_data.image_info("broken_ds", str(tmp_path))
+  assert why in str(e.value) and str(version) in str(e.value)
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+  spec = tasks.ImageMLPSpec(dataset="tfds:broken_ds", image_size=8)
+  with pytest.raises(tasks.TaskError, match="prepare it again"):
+    tasks.build_task("image_mlp", spec)
