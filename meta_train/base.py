@@ -28,6 +28,7 @@ Array axes used throughout (sizes per *task group*, see ``engine.py``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Literal, NamedTuple, Protocol
 
 import jax
@@ -298,8 +299,10 @@ class NRESState(NamedTuple):
 
 
 def _check_common(sigma: Any, num_pairs: Any, noise: Any) -> None:
-  if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-    raise EstimatorError(f"sigma must be a float > 0 (e.g. 0.01), got {sigma!r}.", "sigma")
+  if (isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0
+      or not math.isfinite(sigma)):
+    raise EstimatorError(f"sigma must be a finite float > 0 (e.g. 0.01), got {sigma!r}.",
+                         "sigma")
   _positive_int("num_pairs", num_pairs)
   _one_of("noise", noise, NOISES)
 

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import importlib.util
 import json
+import math
 import os
 from typing import Any
 
@@ -87,8 +88,11 @@ def default() -> ml_collections.ConfigDict:
   c.final_table_steps = 200
   c.progress = True
   # Multi-host: empty/0/-1 mean "from the environment" (or a single process).
+  # heartbeat_timeout_s: a process that dies without a SIGTERM is declared lost after
+  # this long and the others exit with an error (jax.distributed's heartbeat).
   c.distributed = ml_collections.ConfigDict(
-      {"coordinator_address": "", "num_processes": 0, "process_id": -1})
+      {"coordinator_address": "", "num_processes": 0, "process_id": -1,
+       "heartbeat_timeout_s": 100})
   for name in estimators.estimators():
     if name in c:
       raise _fail(f"estimator {name!r} has the name of a config field; register it under "
@@ -106,6 +110,20 @@ def estimator_config(name: str) -> ml_collections.ConfigDict:
 
 def _fail(msg: str) -> ConfigError:
   return ConfigError(msg)
+
+
+def _check_finite(c: ml_collections.ConfigDict, prefix: str = "") -> None:
+  """Refuses NaN and inf anywhere in the config: ``> 0`` checks let ``inf`` through, and an
+  inf learning rate or sigma trains a NaN theta to the end and exports it."""
+  for k, v in c.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      _check_finite(v, f"{prefix}{k}.")
+    elif isinstance(v, float) and not math.isfinite(v):
+      raise _fail(f"config.{prefix}{k} must be a finite number, got {v!r}; pass a finite value "
+                  f"with --config.{prefix}{k}=... .")
+    elif isinstance(v, (list, tuple)) and any(isinstance(x, float) and not math.isfinite(x)
+                                              for x in v):
+      raise _fail(f"config.{prefix}{k} must hold finite numbers, got {list(v)!r}.")
 
 
 def _int(c, name, lo=1):
@@ -147,12 +165,14 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: 
   run ``check_devices`` after it. ``check_init=False`` leaves ``init_from`` to
   the caller's own :func:`init_theta` (the job reads the file once, not twice).
   """
+  _check_finite(c)
   for name in ("outer_steps", "num_groups", "num_slots", "pool_size", "log_every",
                "checkpoint_every", "keep_checkpoints", "accumulate", "eval_num_tasks",
                "eval_num_steps", "final_table_tasks", "final_table_steps"):
     _int(c, name)
   _int(c, "eval_every", lo=0)
   _int(c, "seed", lo=0)
+  _check_distributed(c.distributed)
   if (isinstance(c.augment_reparam, bool) or not isinstance(c.augment_reparam, (int, float))
       or not 0 <= c.augment_reparam <= 10):
     raise _fail(f"config.augment_reparam must be a number in [0, 10] (a log-scale; 2.3 means "
@@ -178,6 +198,18 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: 
   if devices:
     check_devices(c)
   return arch, hp
+
+
+def _check_distributed(d: ml_collections.ConfigDict) -> None:
+  if not isinstance(d.coordinator_address, str):
+    raise _fail(f"config.distributed.coordinator_address must be a 'host:port' string, got "
+                f"{d.coordinator_address!r}.")
+  for name, lo, example in (("num_processes", 0, 2), ("process_id", -1, 0),
+                            ("heartbeat_timeout_s", 1, 100)):
+    v = d[name]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+      raise _fail(f"config.distributed.{name} must be an int >= {lo}, got {v!r}; pass e.g. "
+                  f"--config.distributed.{name}={example}.")
 
 
 def init_theta(c: ml_collections.ConfigDict, arch):

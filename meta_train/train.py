@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import learned_opt
-from meta_train import checkpoint, engine, estimators, evaluation, logs
+from meta_train import checkpoint, engine, estimators, evaluation, lock, logs
 from meta_train import config as config_lib
 
 # Kept importable from here (older code and docs name them train.*).
@@ -49,8 +49,43 @@ def maybe_initialize_distributed(c) -> None:
     return  # single process (on SLURM/TPU, see docs/meta_train.md)
   nproc = d.num_processes or int(env.get("LOPT_NUM_PROCESSES", "1"))
   pid = d.process_id if d.process_id >= 0 else int(env.get("LOPT_PROCESS_ID", "0"))
+  # A peer that dies without a SIGTERM (SIGKILL, a lost host) is noticed by the
+  # coordination service's heartbeat: the others then exit with an error naming
+  # the missing task instead of waiting at the next collective for ever.
   jax.distributed.initialize(coordinator_address=addr, num_processes=nproc, process_id=pid,
-                             initialization_timeout=120)
+                             initialization_timeout=120,
+                             heartbeat_timeout_seconds=d.heartbeat_timeout_s)
+
+
+def check_workdir_path(workdir: Any) -> None:
+  """Refuses a workdir the job could not write to, before anything compiles."""
+  if not isinstance(workdir, str) or not workdir.strip():
+    raise WorkdirError(f"--workdir must be a directory path, got {workdir!r}; pass e.g. "
+                       "--workdir runs/NAME.")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir!r} is a file, not a directory; pass a directory "
+                       "path (it is created if missing).")
+  probe = os.path.abspath(workdir)
+  while not os.path.exists(probe):  # the nearest existing ancestor is where it is created
+    probe = os.path.dirname(probe)
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise WorkdirError(f"--workdir {workdir!r} cannot be written ({probe!r} is read-only for "
+                       "this user); pass a writable directory or fix its permissions.")
+
+
+def _read_saved_config(path: str) -> dict:
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise WorkdirError(
+        f"{path} cannot be read ({type(e).__name__}: {e}); the run's config is damaged. "
+        "Restore it from a copy (it is the config the run was started with, as JSON), or use "
+        "a new --workdir.") from None
+  if not isinstance(saved, dict):
+    raise WorkdirError(f"{path} holds a {type(saved).__name__}, not a config; restore it from a "
+                       "copy or use a new --workdir.")
+  return saved
 
 
 def check_workdir(workdir: str, c) -> None:
@@ -58,10 +93,9 @@ def check_workdir(workdir: str, c) -> None:
   path = os.path.join(workdir, "config.json")
   current = json.loads(c.to_json_best_effort())
   if os.path.exists(path):
-    with open(path) as f:
-      # An old layout (flat estimator fields) is upgraded; fields added since the
-      # run started take their defaults (which keep old behaviour).
-      saved = config_lib.with_defaults(config_lib.upgrade(json.load(f)))
+    # An old layout (flat estimator fields) is upgraded; fields added since the
+    # run started take their defaults (which keep old behaviour).
+    saved = config_lib.with_defaults(config_lib.upgrade(_read_saved_config(path)))
     bad = config_lib.differences(saved, current)
     if bad:
       diffs = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in bad)
@@ -69,6 +103,14 @@ def check_workdir(workdir: str, c) -> None:
           f"workdir {workdir!r} holds a run with a different config ({diffs}). It is left "
           "untouched: use a new --workdir, or the config it was started with.")
     return
+  ckpts = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(ckpts) and any(n.isdigit() for n in os.listdir(ckpts)):
+    # Without the config they were made with, nothing says these checkpoints
+    # belong to this config; resuming them could silently mix two runs.
+    raise WorkdirError(
+        f"workdir {workdir!r} has checkpoints but no config.json, so it cannot tell whether this "
+        "config may continue them. Put back the config.json the run was started with, or use a "
+        "new --workdir (or move the checkpoints directory aside to start over).")
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     tmp = path + ".tmp"
@@ -86,6 +128,42 @@ class _Stop:
   def __call__(self, signum, frame):
     del signum, frame
     self.requested = True
+
+
+def agreed_stop(requested: bool) -> bool:
+  """True on every process once any process was asked to stop.
+
+  A SIGTERM reaches one host of a multi-host run; if only that host left the
+  loop, the others would wait at the next collective for ever. Every outer
+  step all processes share their flags (one tiny all-gather), so all leave at
+  the same step and write one checkpoint together.
+  """
+  if jax.process_count() == 1:
+    return requested
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.int32(requested))))
+
+
+def hold_lock(workdir: str) -> lock.WorkdirLock | None:
+  """Process 0 takes the workdir's lock; every process raises if it is held elsewhere."""
+  held, error = None, None
+  if jax.process_index() == 0:
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      held = lock.WorkdirLock(workdir).acquire()
+    except lock.LockError as e:
+      error = e
+    except OSError as e:
+      error = lock.LockError(f"cannot create the workdir's lock file in {workdir!r} ({e}); pass "
+                             "a writable --workdir.")
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    if int(multihost_utils.broadcast_one_to_all(np.int32(error is not None))) and error is None:
+      error = lock.LockError(f"workdir {workdir!r} is in use by another run; process 0's "
+                             "output names it.")
+  if error is not None:
+    raise WorkdirError(str(error)) from None
+  return held
 
 
 # ----------------------------------------------------------------------------
@@ -189,7 +267,13 @@ def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
                               accumulate=c.accumulate)
   state = fresh_state(c, arch, hp, mesh, theta0, pools, tx)
   mngr = checkpoint.manager(workdir, c.keep_checkpoints)
-  restored = checkpoint.restore_latest(mngr, engine.to_host(state))
+  try:
+    restored = checkpoint.restore_latest(
+        mngr, engine.to_host(state), say=print if jax.process_index() == 0 else lambda _: None)
+  except checkpoint.CheckpointError as e:
+    if mngr is not None:
+      mngr.close()
+    raise WorkdirError(str(e)) from None
   if restored is not None:
     state = place(restored[1], mesh)
   step0 = int(state.step)
@@ -225,7 +309,8 @@ def evaluate_and_export(job: Job) -> dict[str, float]:
   """
   theta = engine.to_host(job.state.theta)
   metrics = job.validator.score(job.arch, theta)
-  if metrics[evaluation.SELECT] < job.best[0]:
+  # A non-finite score (a diverged theta, no comparable task) never becomes export/best.
+  if math.isfinite(metrics[evaluation.SELECT]) and metrics[evaluation.SELECT] < job.best[0]:
     job.best = (metrics[evaluation.SELECT], job.step)
     learned_opt.save(os.path.join(job.workdir, "export", "best"), job.arch, theta)
   return metrics
@@ -248,7 +333,8 @@ def train_steps(job: Job, stop: _Stop) -> None:
              desc="meta-train", dynamic_ncols=True)
   try:
     for step in range(job.step, c.outer_steps):
-      if stop.requested:
+      if agreed_stop(stop.requested):
+        stop.requested = True  # on the processes that learnt it from another one, too
         break
       metrics = outer_step(job, step)
       if job.validator is not None and (step + 1) % c.eval_every == 0 and job.is_main:
@@ -313,9 +399,19 @@ def run(c, workdir: str) -> dict[str, Any]:
   # Validate before anything compiles; the device check waits for the
   # distributed runtime, which must start before JAX's backend does.
   arch, hp = config_lib.validate(c, devices=False, check_init=False)
+  check_workdir_path(workdir)
   theta0 = config_lib.init_theta(c, arch) if c.init_from else None  # read once, checked
   maybe_initialize_distributed(c)
   config_lib.check_devices(c)
+  held = hold_lock(workdir)  # before anything in the workdir is read or written
+  try:
+    return _run_locked(c, workdir, arch, hp, theta0)
+  finally:
+    if held is not None:
+      held.release()
+
+
+def _run_locked(c, workdir: str, arch, hp, theta0) -> dict[str, Any]:
   check_workdir(workdir, c)
   job = restore_or_init(c, workdir, arch, hp, theta0)
   if job.saved_step >= 0:

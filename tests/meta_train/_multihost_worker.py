@@ -1,6 +1,6 @@
 """One process of the two-process meta-training test (tests/meta_train/test_multihost.py).
 
-Usage: python -m tests.meta_train._multihost_worker PORT PROCESS_ID WORKDIR OUT.npz
+Usage: python -m tests.meta_train._multihost_worker PORT PROCESS_ID WORKDIR OUT.npz [OUTER_STEPS]
 
 Runs ``meta_train.train.run`` (the CLI's code path) on the ``tiny`` config with
 ``jax.distributed`` over loopback and gloo CPU collectives, 2 CPU devices per
@@ -26,8 +26,10 @@ from meta_train import config as config_lib  # noqa: E402
 from tests.meta_train.helpers import multihost_config as config  # noqa: E402
 
 
-def main(port: int, pid: int, workdir: str, out: str) -> None:
+def main(port: int, pid: int, workdir: str, out: str, outer_steps: int = 0) -> None:
   c = config(port, pid)
+  if outer_steps:  # a long run, for the test that stops one process with SIGTERM
+    c.outer_steps = outer_steps
   writers = []
   real_save = checkpoint.save
 
@@ -37,6 +39,10 @@ def main(port: int, pid: int, workdir: str, out: str) -> None:
 
   checkpoint.save = save  # record who writes; train.save calls it through the module
   result = train.run(c, workdir)
+  if result["stopped"]:
+    np.savez(out, stopped=True, step=result["step"])
+    jax.distributed.shutdown()
+    return
   # The pools this process built (its own slots), rebuilt deterministically.
   arch, hp = config_lib.validate(c)
   _, pools = train.build_pools(c, engine.make_mesh())
@@ -51,4 +57,5 @@ def main(port: int, pid: int, workdir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
+  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4],
+       int(sys.argv[5]) if len(sys.argv) > 5 else 0)

@@ -7,10 +7,13 @@ same theta and metrics, each must have built different tasks, and only process
 test_sharding.py.)
 """
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import chex
 import jax
@@ -37,16 +40,16 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not _gloo_available(), reason="this jaxlib has no gloo CPU collectives")
-def test_two_processes_agree_and_only_process_0_writes(tmp_path):
+def _start(tmp_path, workdir, *extra):
   port = _free_port()
-  workdir = tmp_path / "run"  # shared by both processes, as on a cluster's shared storage
-  env = helpers.subprocess_env()
-  procs = [subprocess.Popen(
+  return [subprocess.Popen(
       [sys.executable, "-m", "tests.meta_train._multihost_worker", str(port), str(i),
-       str(workdir), str(tmp_path / f"p{i}.npz")],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+       str(workdir), str(tmp_path / f"p{i}.npz"), *extra],
+      cwd=ROOT, env=helpers.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(2)]
+
+
+def _wait(procs) -> list[str]:
   outs = []
   try:
     for p in procs:
@@ -56,6 +59,14 @@ def test_two_processes_agree_and_only_process_0_writes(tmp_path):
       if p.poll() is None:
         p.kill()
         p.communicate()
+  return outs
+
+
+@pytest.mark.skipif(not _gloo_available(), reason="this jaxlib has no gloo CPU collectives")
+def test_two_processes_agree_and_only_process_0_writes(tmp_path):
+  workdir = tmp_path / "run"  # shared by both processes, as on a cluster's shared storage
+  procs = _start(tmp_path, workdir)
+  outs = _wait(procs)
   for i, (p, out) in enumerate(zip(procs, outs)):
     assert p.returncode == 0, f"process {i} failed:\n{out[-4000:]}"
   r = [np.load(tmp_path / f"p{i}.npz") for i in range(2)]
@@ -76,3 +87,29 @@ def test_two_processes_agree_and_only_process_0_writes(tmp_path):
   init = jax.tree.leaves(helpers.load_arch("tiny").init_meta(
       jax.random.fold_in(jax.random.key(helpers.multihost_config().seed), 0)))
   assert not all(np.array_equal(a, b) for a, b in zip(theta[0], init))
+
+
+@pytest.mark.skipif(not _gloo_available(), reason="this jaxlib has no gloo CPU collectives")
+def test_sigterm_to_one_process_stops_every_process_at_one_step(tmp_path):
+  """A SIGTERM to the process that does not write must stop both, with one checkpoint."""
+  workdir = tmp_path / "run"
+  procs = _start(tmp_path, workdir, "100000")  # would run for hours
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.monotonic() + TIMEOUT_S
+  while time.monotonic() < deadline and procs[0].poll() is None:
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+      break
+    time.sleep(0.2)
+  assert procs[0].poll() is None, "process 0 ended before it was stopped"
+  procs[1].send_signal(signal.SIGTERM)
+  outs = _wait(procs)
+  for i, (p, out) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0, f"process {i} failed:\n{out[-4000:]}"
+  r = [np.load(tmp_path / f"p{i}.npz") for i in range(2)]
+  assert bool(r[0]["stopped"]) and bool(r[1]["stopped"])
+  step = int(r[0]["step"])
+  assert int(r[1]["step"]) == step and 3 <= step < 100000
+  assert str(step) in os.listdir(workdir / "checkpoints")  # the stop's checkpoint
+  assert "SIGTERM: saved a checkpoint" in outs[0]
+  rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+  assert rows[-1]["step"] == step
