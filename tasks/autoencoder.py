@@ -8,8 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tasks import common, image
+from tasks import common, dense, image
 from tasks.base import PRNGKey, TaskFamily
+from tasks.dense import DenseLayer
 from tasks.image import ImageTask
 from tasks.registry import register_family
 
@@ -51,6 +52,13 @@ class MLPAutoencoder(nn.Module):
     # The encoder's layers, the mirrored decoder's, then the output layer.
     return common.dense_names(2 * len(self.hidden_sizes))
 
+  def dense_layers(self) -> tuple[DenseLayer, ...]:
+    """The layers as ``tasks.dense`` describes them: a linear bottleneck and output."""
+    n = len(self.hidden_sizes)
+    acts = ((self.activation,) * (n - 1) + ("linear",) + (self.activation,) * (n - 1)
+            + ("linear",))
+    return tuple(DenseLayer(name, a) for name, a in zip(self.layer_order(), acts))
+
 
 @common.task_dataclass()
 class AutoencoderTask(ImageTask):
@@ -65,6 +73,10 @@ class AutoencoderTask(ImageTask):
   def reference_loss(self) -> float:
     # Predicting 0 (the training mean) for standardised pixels gives an MSE of ~1.
     return 1.0
+
+  def dense_structure(self) -> dense.DenseStructure:
+    flat = lambda batch: batch["image"].reshape((batch["image"].shape[0], -1))
+    return dense.DenseStructure(self.model.dense_layers(), "mse", inputs=flat, targets=flat)
 
 
 @register_family(FAMILY)

@@ -20,7 +20,10 @@ Beyond training, evaluation asks two optional questions of a task, and the task
 answers them itself instead of having its flax module names guessed:
 ``predict`` (the predictive distribution, for ensembles; only where
 ``has_predictions``) and ``layer_order`` (the parameter groups from input to
-output, for FreezeOut and layer-wise learning rates).
+output, for FreezeOut and layer-wise learning rates). Curvature and local-loss
+optimizers (K-FAC, LocoProp) ask a third: ``dense_structure`` (the network as
+dense layers and a named output loss, ``tasks/dense.py``), which only plain
+stacks of dense layers answer.
 """
 
 from __future__ import annotations
@@ -109,6 +112,16 @@ class Task(abc.ABC):
         "classifiers and language models (image_mlp, image_conv, rnn_lm, transformer_lm) "
         "define predict. Check task.has_predictions, or define predict and set "
         "has_predictions = True on your task class.")
+
+  def dense_structure(self) -> Any:
+    """The network as a ``tasks.dense.DenseStructure``, or None if it is not a dense stack.
+
+    None by default: convolutions, recurrences, attention, wrapped tasks (whose
+    parameters are reparameterised) and the quadratic are not stacks of dense
+    layers with a named output loss. ``image_mlp``, ``autoencoder`` and
+    ``deep_autoencoder`` declare one.
+    """
+    return None
 
   def layer_order(self, params: Params) -> list[str]:
     """The top-level parameter groups (keys of ``params``), from input to output.

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from tasks import common, datasets
+from tasks import common, datasets, dense
 from tasks.base import Params, PRNGKey, Split
 from tasks.datasets import ImageData
 from tasks.model import ModelTask
@@ -85,6 +85,16 @@ class ImageClassifierTask(ImageTask):
   def loss(self, params: Any, key: PRNGKey, batch: dict[str, jax.Array]) -> jax.Array:
     del key
     return common.softmax_xent(*self.predict(params, batch))
+
+  def dense_structure(self) -> Any:
+    """Declared when the model is a dense stack (``image_mlp``'s MLP), not for a conv net."""
+    layers = getattr(self.model, "dense_layers", None)
+    if layers is None:
+      return None
+    return dense.DenseStructure(
+        layers(), "softmax_xent",
+        inputs=lambda batch: batch["image"].reshape((batch["image"].shape[0], -1)),
+        targets=lambda batch: batch["label"])
 
   def reference_loss(self) -> float:
     # The loss of predicting the uniform distribution.

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from tasks import common, image
+from tasks.dense import DenseLayer
 from tasks.base import PRNGKey, TaskFamily
 from tasks.image import ImageClassifierTask
 from tasks.registry import register_family
@@ -44,6 +45,11 @@ class MLP(nn.Module):
 
   def layer_order(self) -> list[str]:
     return common.dense_names(len(self.hidden_sizes) + 1)
+
+  def dense_layers(self) -> tuple[DenseLayer, ...]:
+    """The layers as ``tasks.dense`` describes them (K-FAC, LocoProp); the logits are linear."""
+    acts = (self.activation,) * len(self.hidden_sizes) + ("linear",)
+    return tuple(DenseLayer(n, a) for n, a in zip(self.layer_order(), acts))
 
 
 @register_family(FAMILY)
