@@ -9,7 +9,11 @@ the compiled update does not grow with the number of tensors. The
 architectures are ``mlp.py`` (a per-parameter MLP), ``hyper_lstm.py`` (a
 VeLO-style per-tensor LSTM hypernetwork over a bank of per-parameter MLPs),
 ``adam_hparams.py`` (a learned Adam schedule) and ``velo/`` (the published
-VeLO, bit-compatible with learned_optimization's HyperV2).
+VeLO, bit-compatible with learned_optimization's HyperV2). Every architecture
+checks its inputs with ``base.py``'s shared checks (params, gradient tree,
+loss) and, through ``empty_leaves.py``, never sees zero-size parameter leaves;
+each keeps its parameters and state finite through NaN/inf losses and
+gradients.
 
 Weights, bottom up: ``serialization.py`` is the ``.lopt`` file format (named
 arrays, checksum, atomic write, no pickles); ``theta_file.py`` stores an

@@ -25,6 +25,7 @@ from learned_opt import base, features
 from learned_opt.registry import register
 
 _IN = features.NUM_TIME_FEATURES + features.NUM_LOSS_FEATURES
+LOG_LR_CLIP = (-20.0, 2.0)  # the controller's learning rates: e^-20 .. e^2
 
 
 class AdamHParamsState(NamedTuple):
@@ -55,7 +56,12 @@ class AdamHParams(base.LearnedOptimizer):
   learn_betas: bool = True
 
   def __post_init__(self):
-    base.check_hparams(self, ints=("hidden_size",), positive=("init_lr",))
+    # The controller clips its log-LR to [-20, 2] (see ``controls``): an init_lr
+    # outside that range would silently run at the clipped value instead.
+    base.check_hparams(self, ints=("hidden_size",),
+                       ranges={"init_lr": (float(np.exp(LOG_LR_CLIP[0])),
+                                           float(np.exp(LOG_LR_CLIP[1])))},
+                       bools=("learn_betas",))
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)
@@ -77,11 +83,28 @@ def controls(arch: AdamHParams, theta: base.Theta, inputs: jax.Array) -> jax.Arr
   """``(lr, beta1, beta2)`` from the controller inputs."""
   hid = jax.nn.relu(inputs @ theta["w1"] + theta["b1"])
   out = hid @ theta["w2"] + theta["b2"]
-  lr = jnp.exp(jnp.clip(out[0], -20.0, 2.0))
+  lr = jnp.exp(jnp.clip(out[0], *LOG_LR_CLIP))
   if not arch.learn_betas:
     out = theta["b2"]
   # Keep beta2 away from 1 so bias correction stays well conditioned.
   return lr, jax.nn.sigmoid(out[1]), jnp.minimum(jax.nn.sigmoid(out[2]), 0.9999)
+
+
+def adam_leaf(g: jax.Array, m: jax.Array, v: jax.Array, lr: jax.Array, b1: jax.Array,
+              b2: jax.Array, prods: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """One Adam step of a leaf: ``(update, new m, new v)``; ``prods`` are this step's beta products.
+
+  An element whose new moments or update would not be finite (a NaN or inf
+  gradient, or one so large, like 1e30, that its square is inf in float32)
+  keeps its old moments and gets a zero update: otherwise one such element is
+  NaN for good, or its inf second moment freezes it at a zero step. Where all
+  is finite this is plain Adam, bit for bit.
+  """
+  m_new = b1 * m + (1.0 - b1) * g
+  v_new = b2 * v + (1.0 - b2) * jnp.square(g)
+  u = -lr * (m_new / (1.0 - prods[0])) / (jnp.sqrt(v_new / (1.0 - prods[1])) + 1e-8)
+  ok = jnp.isfinite(m_new) & jnp.isfinite(v_new) & jnp.isfinite(u)
+  return jnp.where(ok, u, 0.0), jnp.where(ok, m_new, m), jnp.where(ok, v_new, v)
 
 
 def _scale_by_adam_hparams(arch: AdamHParams, theta: base.Theta,
@@ -98,20 +121,18 @@ def _scale_by_adam_hparams(arch: AdamHParams, theta: base.Theta,
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args
     base.check_params(params, "adam_hparams update")
+    base.check_grads(updates, params, "adam_hparams update")
     base.check_value(value)
     loss_state, clean = features.update_loss_state(state.loss, value)
     inputs = jnp.concatenate([features.time_features(state.count, num_steps),
                               features.loss_features(loss_state, clean)])
     lr, b1, b2 = controls(arch, theta, inputs)
-    g = jax.tree.map(lambda u: u.astype(jnp.float32), updates)
-    mu = jax.tree.map(lambda m, x: b1 * m + (1.0 - b1) * x, state.mu, g)
-    nu = jax.tree.map(lambda v, x: b2 * v + (1.0 - b2) * jnp.square(x), state.nu, g)
     prods = state.beta_prods * jnp.stack([b1, b2])
-    c1, c2 = 1.0 - prods[0], 1.0 - prods[1]
-    new = jax.tree.map(
-        lambda m, v, p: (-lr * (m / c1) / (jnp.sqrt(v / c2) + 1e-8)).astype(jnp.result_type(p)),
-        mu, nu, params)
-    return new, AdamHParamsState(count=state.count + 1, mu=mu, nu=nu, beta_prods=prods,
-                                 loss=loss_state)
+    leaf = lambda g, m, v: adam_leaf(g.astype(jnp.float32), m, v, lr, b1, b2, prods)
+    out = jax.tree.map(leaf, updates, state.mu, state.nu)
+    pick = lambda i: jax.tree.map(lambda _, o: o[i], params, out)
+    new = jax.tree.map(lambda u, p: u.astype(jnp.result_type(p)), pick(0), params)
+    return new, AdamHParamsState(count=state.count + 1, mu=pick(1), nu=pick(2),
+                                 beta_prods=prods, loss=loss_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

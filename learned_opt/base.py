@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import chex
@@ -85,17 +86,46 @@ def _plain(v: Any) -> Any:
 # ----------------------------------------------------------------------------
 
 
-def check_hparams(arch: Any, *, ints: tuple[str, ...] = (),
-                  positive: tuple[str, ...] = ()) -> None:
-  """Raises unless the named fields are ints >= 1 / numbers > 0 (for ``__post_init__``)."""
-  for f in ints:
-    v = getattr(arch, f)
-    if isinstance(v, bool) or not (isinstance(v, int) and v >= 1):
-      raise LearnedOptimizerError(f"{type(arch).__name__}.{f} must be an int >= 1, got {v!r}.")
+def check_hparams(arch: Any, *, ints: tuple[str, ...] = (), counts: tuple[str, ...] = (),
+                  positive: tuple[str, ...] = (), bools: tuple[str, ...] = (),
+                  ranges: dict[str, tuple[float, float]] | None = None) -> None:
+  """Raises unless each named field is valid (for ``__post_init__``).
+
+  ``ints`` are ints >= 1, ``counts`` ints >= 0, ``positive`` finite numbers
+  > 0, ``bools`` True or False, and ``ranges`` maps a field to the closed
+  interval ``(lo, hi)`` its finite value must lie in. Finiteness is checked
+  explicitly: ``inf > 0`` holds and every comparison with NaN is False, so a
+  bare ``v > 0`` lets both through into every step.
+  """
+  name = type(arch).__name__
+  for f in ints + counts:
+    v, low = getattr(arch, f), 1 if f in ints else 0
+    if isinstance(v, bool) or not (isinstance(v, int) and v >= low):
+      raise LearnedOptimizerError(f"{name}.{f} must be an int >= {low}, got {v!r}{_default(arch, f)}.")
   for f in positive:
-    v = getattr(arch, f)
-    if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0):
-      raise LearnedOptimizerError(f"{type(arch).__name__}.{f} must be a number > 0, got {v!r}.")
+    if not (_finite_number(getattr(arch, f)) and getattr(arch, f) > 0):
+      raise LearnedOptimizerError(
+          f"{name}.{f} must be a finite number > 0, got {getattr(arch, f)!r}{_default(arch, f)}.")
+  for f, (lo, hi) in (ranges or {}).items():
+    if not (_finite_number(getattr(arch, f)) and lo <= getattr(arch, f) <= hi):
+      raise LearnedOptimizerError(
+          f"{name}.{f} must be a finite number in [{lo:.3g}, {hi:.3g}], got "
+          f"{getattr(arch, f)!r}{_default(arch, f)}.")
+  for f in bools:
+    if not isinstance(getattr(arch, f), bool):
+      raise LearnedOptimizerError(
+          f"{name}.{f} must be True or False, got {getattr(arch, f)!r}{_default(arch, f)}.")
+
+
+def _default(arch: Any, f: str) -> str:
+  """``"; the default is X"`` for the dataclass field ``f``, so the error shows a valid value."""
+  field = {x.name: x for x in dataclasses.fields(arch)}.get(f)
+  has = field is not None and field.default is not dataclasses.MISSING
+  return f"; the default is {field.default!r}" if has else ""
+
+
+def _finite_number(v: Any) -> bool:
+  return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def check_num_steps(num_steps: Any) -> Any:
@@ -136,6 +166,40 @@ def check_params(params: Params, fn: str) -> None:
           f"{fn}: parameter {jax.tree_util.keystr(path)} has non-float dtype "
           f"{jnp.result_type(leaf)}. Learned optimizers update float32/bfloat16 arrays only; "
           "exclude it with optax.masked(...) or nnx.Optimizer(..., wrt=nnx.Param).")
+
+
+def check_grads(grads: Any, params: Params, fn: str) -> None:
+  """Raises unless ``grads`` has the tree structure and leaf shapes of ``params``.
+
+  The flat architectures lay the gradients out by the *parameters'* layout, so
+  a gradient tree with an extra key, a transposed leaf or two leaves' shapes
+  swapped but the same total size would silently update the wrong parameters.
+  """
+  fix = ("Pass the gradients of these parameters, e.g. grads = jax.grad(loss)(params), "
+         "and the same params tree to init and update.")
+  g_paths = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(grads)}
+  p_paths = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(params)}
+  g_struct, p_struct = jax.tree.structure(grads), jax.tree.structure(params)
+  if g_struct != p_struct:
+    only_g = sorted(set(g_paths) - set(p_paths))
+    only_p = sorted(set(p_paths) - set(g_paths))
+    raise LearnedOptimizerError(
+        f"{fn}: the gradient tree does not match the parameter tree (leaves only in grads: "
+        f"{_short(', '.join(only_g) or 'none')}; only in params: "
+        f"{_short(', '.join(only_p) or 'none')}). grads is "
+        f"{_short(str(g_struct))}, params is {_short(str(p_struct))}. {fix}")
+  for path, p in p_paths.items():
+    g_shape, p_shape = tuple(jnp.shape(g_paths[path])), tuple(jnp.shape(p))
+    if g_shape != p_shape:
+      raise LearnedOptimizerError(
+          f"{fn}: gradient {path} has shape {g_shape} but parameter {path} has shape "
+          f"{p_shape}. {fix}")
+
+
+def _short(x: Any, limit: int = 300) -> str:
+  """``str(x)`` cut to ``limit`` characters: a large model's treedef runs to pages."""
+  text = str(x)
+  return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_feature_version(version: Any, *, source: str) -> None:

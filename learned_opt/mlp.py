@@ -53,14 +53,12 @@ class MLPLOpt(base.LearnedOptimizer):
   schedule: bool = False
 
   def __post_init__(self):
-    base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",))
+    base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
+                       bools=("schedule",))
     if self.step_scale not in step_scale.STEP_SCALES:
       raise base.LearnedOptimizerError(
           f"mlp: step_scale={self.step_scale!r} is not one of {list(step_scale.STEP_SCALES)}; "
           "pass e.g. step_scale='distance'.")
-    if not isinstance(self.schedule, bool):
-      raise base.LearnedOptimizerError(f"mlp: schedule must be True or False, got "
-                                       f"{self.schedule!r}.")
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt import base, features, flat
+from learned_opt import base, empty_leaves, features, flat
 
 EXP_MULT = 0.1  # small: keeps exp() of the magnitude head near 1 at init
 
@@ -101,6 +101,7 @@ def flat_transform(name: str, num_steps: int,
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args
     base.check_params(params, f"{name} update")
+    base.check_grads(updates, params, f"{name} update")
     base.check_value(value)
     layout = flat.layout_of(params)
     g = jnp.clip(flat.flatten(layout, updates), -features.GRAD_CLIP, features.GRAD_CLIP)
@@ -115,4 +116,5 @@ def flat_transform(name: str, num_steps: int,
     new = FlatState(count=state.count + 1, moments=moments, loss=loss_state, extra=extra)
     return flat.unflatten(layout, -step, state.count), new
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return empty_leaves.skip_empty_leaves(
+      optax.GradientTransformationExtraArgs(init_fn, update_fn), name)

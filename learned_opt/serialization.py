@@ -82,11 +82,20 @@ def write(path: str | os.PathLike, meta: Mapping[str, Any],
            for i, a in enumerate(arrays.values())}
   blobs["meta"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
   path = os.fspath(path)
+  if os.path.isdir(path):  # checked first: the rename below would fail only after the write
+    raise LearnedOptimizerError(
+        f"cannot write learned-optimizer file {path!r}: it is an existing directory. Pass a "
+        f"file path, e.g. {os.path.join(path, 'theta.lopt')!r}.")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:  # a file handle: np.savez would append ".npz" to a name
-    np.savez(f, **blobs)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "wb") as f:  # a file handle: np.savez would append ".npz" to a name
+      np.savez(f, **blobs)
+    os.replace(tmp, path)
+  except BaseException:  # a failed write (disk full, interrupt) leaves no stray temporary
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def sniff(path: str | os.PathLike) -> Literal["lopt", "msgpack"]:

@@ -44,8 +44,25 @@ def save(path: str | os.PathLike, arch: base.LearnedOptimizer, theta: base.Theta
     True
   """
   base.check_theta(arch, theta)
+  arrays = {n: np.asarray(x) for n, x in leaves_with_names(theta)}
+  bad = non_finite_leaf(arrays)
+  if bad:
+    raise base.LearnedOptimizerError(
+        f"refusing to save theta to {os.fspath(path)!r}: leaf theta{bad} is not finite; a "
+        "non-finite theta gives NaN updates on every task. Save the last finite theta "
+        "instead (a meta-training run's export/best), or meta-train again with a smaller "
+        "outer learning rate.")
   meta = {"arch": arch.name, "hparams": arch.hparams(), "feature_version": base.FEATURE_VERSION}
-  serialization.write(path, meta, {n: np.asarray(x) for n, x in leaves_with_names(theta)})
+  serialization.write(path, meta, arrays)
+
+
+def non_finite_leaf(arrays: Mapping[str, np.ndarray]) -> str | None:
+  """The first name whose array holds a NaN or inf, with how many, or None."""
+  for name, a in arrays.items():
+    a = np.asarray(a, np.float32)
+    if not np.isfinite(a).all():
+      return f"{name} ({int(np.isnan(a).sum())} NaN, {int(np.isinf(a).sum())} inf of {a.size})"
+  return None
 
 
 def restore(arch: base.LearnedOptimizer, arrays: Mapping[str, np.ndarray], *,
@@ -57,7 +74,7 @@ def restore(arch: base.LearnedOptimizer, arrays: Mapping[str, np.ndarray], *,
   """
   target = jax.eval_shape(arch.init_meta, jax.random.key(0))
   saved = dict(arrays)
-  leaves = []
+  leaves, names = [], []
   for name, t in leaves_with_names(target):
     if name not in saved:
       raise serialization.error(
@@ -66,11 +83,16 @@ def restore(arch: base.LearnedOptimizer, arrays: Mapping[str, np.ndarray], *,
     if a.shape != t.shape or a.dtype != t.dtype:
       raise serialization.error(source, f"leaf {name} is {a.shape} {a.dtype}, architecture "
                                 f"{arch.name!r} expects {t.shape} {t.dtype}.")
-    leaves.append(jnp.asarray(a))
+    leaves.append(a)
+    names.append(name)
   if saved:
     raise serialization.error(
         source, f"unexpected leaves {sorted(saved)} for architecture {arch.name!r}.")
-  return jax.tree.unflatten(jax.tree.structure(target), leaves)
+  bad = non_finite_leaf(dict(zip(names, leaves)))
+  if bad:  # written before save() refused these, or by another tool
+    raise serialization.error(source, f"leaf {bad} is not finite; this theta gives NaN updates. "
+                              "Use a finite theta (a run's export/best).")
+  return jax.tree.unflatten(jax.tree.structure(target), [jnp.asarray(a) for a in leaves])
 
 
 def read(path: str | os.PathLike) -> tuple[base.LearnedOptimizer, base.Theta]:

@@ -12,12 +12,15 @@ commit 32186aa, with all other arguments at their defaults, including the
 quirks that change its outputs (each is marked ``Quirk:`` where it lives).
 Unlike the reference, all tensors are processed together in one flat blocked
 layout (``layout.py``), so the compiled graph does not grow with the number
-of tensors.
+of tensors. On non-finite input it departs from the reference, which turns
+NaN for good: NaN gradient elements are zeroed and a step with a non-finite
+loss or result is skipped (``skip_non_finite``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt import base
+from learned_opt import base, empty_leaves
 from learned_opt import registry
 from learned_opt.velo.layout import Layout, make_layout
 
@@ -517,6 +520,25 @@ def init_velo_state(theta, params, num_steps: int) -> VeloState:
       loss_decays=loss_decays(num_steps), iteration=jnp.zeros((), jnp.int32))
 
 
+def skip_non_finite(loss, step, new: VeloState, old: VeloState):
+  """``(step, new)``, or a zero step and the ``old`` state where either is not finite.
+
+  Not in the reference, where one NaN or -inf loss makes the loss EMAs, then
+  the LSTM state and every later update NaN for good. A step whose loss, update
+  or LSTM/loss state is not finite is skipped instead (the step count stays
+  too); the moments need no check, as clipped, NaN-free gradients keep them
+  finite. On finite results this is the identity, so the reference agreement
+  holds.
+  """
+  small = (step, new.lstm_hidden, new.lstm_cell, new.loss_means, new.loss_min, new.v_row,
+           new.v_col)
+  ok = jnp.isfinite(loss)
+  for x in small:
+    ok = ok & jnp.all(jnp.isfinite(x))
+  keep = lambda n, o: jnp.where(ok, n, o)
+  return jnp.where(ok, step, 0.0), jax.tree.map(keep, new, old)
+
+
 def apply_velo(theta, updates, state: VeloState, params, value, *, num_steps: int,
                weight_decay: float):
   """VeLO's update on pytrees: flatten, weight decay, clip, ``velo_update``, unflatten.
@@ -536,10 +558,14 @@ def apply_velo(theta, updates, state: VeloState, params, value, *, num_steps: in
     wd = jnp.float32(weight_decay)
     g = g + wd * p
     loss = loss + jnp.sum(layout.per_tensor_sum(p * p) * wd)
-  # Quirk: gradients are clipped to +-1000 before everything else.
+  # Quirk: gradients are clipped to +-1000 before everything else. Guard (not
+  # in the reference): the clip maps +-inf to +-1000, and a NaN element is
+  # zeroed, as mlp does, so one NaN gradient cannot poison the moments.
   g = jnp.clip(g, -GRAD_CLIP, GRAD_CLIP)
+  g = jnp.where(jnp.isnan(g), 0.0, g)
   fac_moments = factored_grad_moments(layout, g)
-  step, state = velo_update(theta, layout, g, p, fac_moments, state, loss, num_steps)
+  step, new_state = velo_update(theta, layout, g, p, fac_moments, state, loss, num_steps)
+  step, state = skip_non_finite(loss, step, new_state, state)
   out = layout.unflatten(step, [x.dtype for x in p_leaves])
   return jax.tree.unflatten(treedef, out), state
 
@@ -567,6 +593,7 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args  # e.g. a PRNG key: HyperV2 splits one but draws nothing from it.
     base.check_params(params, "velo update")
+    base.check_grads(updates, params, "velo update")
     base.check_value(value)
     # One dtype for the loss, so Python floats and arrays share a compilation.
     return apply(updates, state, params, jnp.asarray(value).astype(jnp.float32))
@@ -578,7 +605,8 @@ def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
     return apply_velo(theta, updates, state, params, value, num_steps=num_steps,
                       weight_decay=weight_decay)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return empty_leaves.skip_empty_leaves(
+      optax.GradientTransformationExtraArgs(init_fn, update_fn), "velo")
 
 
 def _haiku_linear(key, n_in: int, n_out: int) -> dict[str, jax.Array]:
@@ -603,6 +631,10 @@ class Velo(base.LearnedOptimizer):
   param_inits: int = 256
   ff_hidden_size: int = 4
   ff_hidden_layers: int = 2
+
+  def __post_init__(self):
+    base.check_hparams(self, ints=("lstm_hidden_size", "param_inits", "ff_hidden_size"),
+                       counts=("ff_hidden_layers",))
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     """Fresh theta: haiku-style random weights around a descent prior.
@@ -653,8 +685,13 @@ class Velo(base.LearnedOptimizer):
     """VeLO for a run of ``num_steps`` steps (see ``scale_by_velo``)."""
     num_steps = base.check_num_steps(num_steps)
     base.check_theta(self, theta)
-    if not weight_decay >= 0.0:
+    try:
+      wd = float(weight_decay)
+    except (TypeError, ValueError):
+      wd = math.nan
+    if isinstance(weight_decay, (bool, str)) or not (math.isfinite(wd) and wd >= 0.0):
       raise base.LearnedOptimizerError(
-          f"weight_decay must be a float >= 0, got {weight_decay!r}.")
+          f"weight_decay must be a finite float >= 0, got {weight_decay!r}; pass e.g. "
+          "weight_decay=1e-4, or 0.0 for none.")
     theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
-    return scale_by_velo(theta, num_steps=num_steps, weight_decay=float(weight_decay))
+    return scale_by_velo(theta, num_steps=num_steps, weight_decay=wd)
