@@ -124,7 +124,7 @@ def main(argv):
   config = _load_config(sys.argv)
   try:
     train.run(config, _WORKDIR.value)
-  except (config_lib.ConfigError, train.WorkdirError) as e:
+  except (config_lib.ConfigError, train.WorkdirError, train.DivergedError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

@@ -35,6 +35,14 @@ class WorkdirError(RuntimeError):
   """The workdir holds a run this config cannot continue; names the fix."""
 
 
+class DivergedError(RuntimeError):
+  """Theta itself became non-finite; nothing non-finite is exported. Names the fix."""
+
+
+def _finite(theta) -> bool:
+  return all(bool(np.all(np.isfinite(x))) for x in jax.tree.leaves(theta))
+
+
 # ----------------------------------------------------------------------------
 # Setup
 # ----------------------------------------------------------------------------
@@ -309,8 +317,10 @@ def evaluate_and_export(job: Job) -> dict[str, float]:
   """
   theta = engine.to_host(job.state.theta)
   metrics = job.validator.score(job.arch, theta)
-  # A non-finite score (a diverged theta, no comparable task) never becomes export/best.
-  if math.isfinite(metrics[evaluation.SELECT]) and metrics[evaluation.SELECT] < job.best[0]:
+  # A non-finite score (no comparable task) never becomes export/best, nor does a
+  # non-finite theta (whose diverged runs score finitely, at the 10x cap).
+  score = metrics[evaluation.SELECT]
+  if math.isfinite(score) and score < job.best[0] and _finite(theta):
     job.best = (metrics[evaluation.SELECT], job.step)
     learned_opt.save(os.path.join(job.workdir, "export", "best"), job.arch, theta)
   return metrics
@@ -358,6 +368,15 @@ def finish(job: Job) -> dict[str, Any]:
   """Exports ``export/final``, draws the plot and (if configured) the final table."""
   theta = engine.to_host(job.state.theta)
   result = {"stopped": False, "step": job.step, "last": job.last, "theta": theta}
+  if not _finite(theta):
+    # The engine zeroes non-finite meta-gradients, so this needs a non-finite
+    # outer update (e.g. an overflowing Adam state): say so rather than export it.
+    best = (f"export/best (outer step {job.best[1]}) is the last finite theta that validated "
+            "best; " if job.best[1] > 0 else "")
+    raise DivergedError(
+        f"theta is not finite after outer step {job.step}; export/final was not written. {best}"
+        "Lower --config.learning_rate or --config.clip_norm, and start again in a new workdir "
+        "(the checkpoints hold the run up to here).")
   if job.is_main:
     final = os.path.join(job.workdir, "export", "final")
     learned_opt.save(final, job.arch, theta)

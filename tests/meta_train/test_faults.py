@@ -307,3 +307,18 @@ def test_workdir_that_is_a_file_is_an_error_line(tmp_path):
   (tmp_path / "f").write_text("")
   r = helpers.run_cli(tmp_path / "f")
   assert r.returncode == 2 and r.stderr.startswith("error:") and "is a file" in r.stderr
+
+
+def test_a_non_finite_theta_is_never_exported(tmp_path):
+  arch = learned_opt.get("adam_hparams", hidden_size=4)
+  theta = arch.init_meta(__import__("jax").random.key(0))
+  bad = __import__("jax").tree.map(lambda x: x * np.nan, theta)
+  job = types.SimpleNamespace(workdir=str(tmp_path), arch=arch, best=(math.inf, -1), step=3,
+                              state=types.SimpleNamespace(theta=bad),
+                              validator=_FixedValidator([math.log(10.0)]))
+  train.evaluate_and_export(job)  # a diverged theta scores the finite 10x cap
+  assert not (tmp_path / "export" / "best").exists() and job.best == (math.inf, -1)
+  job.is_main, job.last, job.c = True, {}, types.SimpleNamespace(final_table=False)
+  with pytest.raises(train.DivergedError, match="not finite after outer step 3"):
+    train.finish(job)
+  assert not (tmp_path / "export").exists()
