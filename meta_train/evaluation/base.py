@@ -24,6 +24,14 @@ class EvalError(ValueError):
   """Raised for bad evaluation input; the message names the fix."""
 
 
+class NotApplicable(EvalError):
+  """A method that cannot run on a task by design (K-FAC or LocoProp on a conv net).
+
+  The evaluation records the reason instead of a run and goes on; the report
+  lists it, and the method's aggregates cover only the tasks it ran on.
+  """
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
   """What every run of an evaluation shares.

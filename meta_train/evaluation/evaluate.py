@@ -28,7 +28,7 @@ from meta_train.evaluation import baselines as baselines_lib
 from meta_train.evaluation import optimizers as optimizers_lib
 from meta_train.evaluation import report as report_lib
 from meta_train.evaluation import runner, suites
-from meta_train.evaluation.base import EvalError, RunRecord, Setting
+from meta_train.evaluation.base import EvalError, NotApplicable, RunRecord, Setting
 
 RESULTS_VERSION = 1
 REFERENCE = "adam_tuned"  # every metric is relative to it, so it always runs
@@ -260,8 +260,10 @@ def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str
   results = _load(path, plan.setting, plan)
   env = environment()
   t_start = time.perf_counter()
+  skipped = results.setdefault("not_applicable", {})
   todo = [(t, m, s) for t in plan.tasks for s in plan.seeds for m in plan.methods
-          if run_key(t[0], m.name, s) not in results["runs"]]
+          if run_key(t[0], m.name, s) not in results["runs"]
+          and run_key(t[0], m.name, s) not in skipped]
   log(f"{len(todo)} runs to do, {len(results['runs'])} already in {path}")
   for m in plan.methods:
     results["methods"][m.name] = m.info | {"kind": m.kind}
@@ -271,7 +273,13 @@ def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str
     results["tasks"][tid] = {"family": family, "name": task.name,
                              "spec": json.loads(tasks.spec_to_json(spec))["spec"]}
     t0 = time.perf_counter()
-    rec = method.fn(task, seed, plan.setting)
+    try:
+      rec = method.fn(task, seed, plan.setting)
+    except NotApplicable as e:
+      skipped[run_key(tid, method.name, seed)] = str(e)
+      _save(path, results)
+      log(f"[{i + 1}/{len(todo)}] {task.name} {method.name} seed {seed}: not applicable ({e})")
+      continue
     rec.extra["norm_final_train"] = runner.normalized(task, rec.train[-1])
     rec.extra["norm_final_eval"] = runner.normalized(task, rec.eval[-1])
     results["runs"][run_key(tid, method.name, seed)] = rec.to_json()

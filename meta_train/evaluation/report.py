@@ -272,9 +272,31 @@ def markdown(results: dict[str, Any]) -> str:
           f"![{t}](curves_{t}.png)" for t in results["plan"]["tasks"] if t in results["tasks"]),
       "## Methods\n\n" + described,
       "## Tasks\n\n" + tasks_md,
+      *_not_applicable(results),
       "## Metric definitions\n\n" + DEFINITIONS,
       "## Reproducibility\n\n" + _repro(results, rows),
   ]) + "\n"
+
+
+def _not_applicable(results: dict[str, Any]) -> list[str]:
+  """A section listing the (task, method) pairs a method cannot run on, and why; none if none."""
+  skipped = results.get("not_applicable") or {}
+  if not skipped:
+    return []
+  seen: dict[tuple[str, str], str] = {}
+  for key, why in skipped.items():
+    tid, method, _ = key.split("|")
+    seen.setdefault((tid, method), why)
+  lines = [f"- `{m}` on {results['tasks'].get(t, {}).get('name', t)}: {why}"
+           for (t, m), why in sorted(seen.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+  return ["## Not applicable\n\nThese methods cannot run on these tasks by design; their "
+          "aggregates above cover only the tasks they ran on.\n\n" + "\n".join(lines)]
+
+
+def seconds_per_step(run: dict[str, Any]) -> float:
+  """Mean run time of one training step of a run (compile excluded), tuning runs included."""
+  steps = run["steps"] + run["extra"].get("measurement_steps", 0)
+  return run["run_s"] / max(steps, 1)
 
 
 def plot(results: dict[str, Any], out: str) -> list[str]:
@@ -289,7 +311,7 @@ def plot(results: dict[str, Any], out: str) -> list[str]:
   for tid in plan["tasks"]:
     if tid not in results["tasks"]:
       continue
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for m in plan["methods"]:
       rs = [runs[k] for k in (f"{tid}|{m}|{s}" for s in plan["seeds"]) if k in runs]
       if not rs:
@@ -297,12 +319,20 @@ def plot(results: dict[str, Any], out: str) -> list[str]:
       learned = results["methods"][m]["kind"] == "learned"
       style = dict(color=colors[m], lw=2.0 if learned else 1.0, ls="-" if learned else "--",
                    label=m)
-      axes[0].plot(rs[0]["train_steps"], np.mean([r["train"] for r in rs], 0), **style)
+      train = np.mean([r["train"] for r in rs], 0)
+      axes[0].plot(rs[0]["train_steps"], train, **style)
       axes[1].plot(rs[0]["eval_steps"], np.mean([r["eval"] for r in rs], 0), **style)
-    for ax, what in zip(axes, ("train loss (window mean)", "eval loss")):
+      # Wall clock: what one run of the method costs per step here (LocoProp's and
+      # K-FAC's case is made in seconds, not steps).
+      per_step = float(np.mean([seconds_per_step(r) for r in rs]))
+      axes[2].plot(np.asarray(rs[0]["train_steps"]) * per_step, train, **style)
+    for ax, what, xlabel in zip(axes, ("train loss (window mean)", "eval loss",
+                                       "train loss vs wall clock"),
+                                ("step", "step", "seconds of one run (compile excluded)")):
       ax.set_yscale("log")
-      ax.set_xlabel("step")
+      ax.set_xlabel(xlabel)
       ax.set_title(f"{results['tasks'][tid]['name']}: {what}", fontsize=9)
+    axes[2].set_xscale("log")
     axes[1].legend(fontsize=6, ncol=2, loc="upper right")
     fig.tight_layout()
     path = os.path.join(out, f"curves_{tid}.png")

@@ -110,3 +110,27 @@ def test_tiny_end_to_end_resumes_and_reproduces(tmp_path, capsys):
   b = _run(tmp_path / "b")  # a fresh directory, same seeds: the same curves
   strip = lambda r: {k: (v["train"], v["eval"], v["steps"]) for k, v in r["runs"].items()}
   assert strip(a) == strip(b)
+
+
+def test_a_method_that_cannot_run_on_a_task_is_listed_not_fatal(tmp_path, monkeypatch):
+  from meta_train.evaluation import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
+  from meta_train.evaluation.base import NotApplicable  # pylint: disable=g-import-not-at-top
+
+  def only_quadratics(task, seed, setting):
+    if "quadratic" not in task.name:
+      raise NotApplicable("needs a quadratic")
+    return baselines_lib.adam_default(task, seed, setting)
+
+  monkeypatch.setitem(baselines_lib._BASELINES, "quad_only", baselines_lib.Baseline(
+      "quad_only", "Adam 1e-3 on quadratics only", "1 run (none)", only_quadratics))
+  argv = [*TINY, "--optimizer", "mlp", "--baselines", "quad_only", "--out", str(tmp_path / "o")]
+  assert cli.main(argv) == 0
+  results = json.loads((tmp_path / "o" / "results.json").read_text())
+  skipped = results["not_applicable"]
+  assert len(skipped) == 1 and next(iter(skipped.values())) == "needs a quadratic"
+  ran = [k for k in results["runs"] if "|quad_only|" in k]
+  assert len(ran) == 1 and "quadratic" in ran[0]
+  report = (tmp_path / "o" / "report.md").read_text()
+  assert "## Not applicable" in report and "`quad_only` on" in report
+  assert cli.main(argv) == 0  # resuming does not retry it
+  assert json.loads((tmp_path / "o" / "results.json").read_text())["not_applicable"] == skipped
