@@ -37,3 +37,4 @@ from tasks.autoencoder import AutoencoderSpec
 from tasks.vae import VAESpec
 from tasks.augment import (LabelNoiseTask, LossScaledTask, ReparameterizedTask, TaskWrapper,
                            augment)
+from tasks.deep_autoencoder import DeepAutoencoderSpec  # noqa: E402  (registers deep_autoencoder)

@@ -69,11 +69,14 @@ class Plan:
 
 def _baseline_names(names: tuple[str, ...]) -> list[str]:
   if tuple(names) in (("all",), ()):
-    return baselines_lib.baselines()
+    return baselines_lib.baselines(available_only=True)
   if tuple(names) == ("none",):
     names = ()
   for n in names:
-    baselines_lib.get_baseline(n)
+    b = baselines_lib.get_baseline(n)
+    if b.unavailable:
+      raise EvalError(f"baseline {n!r} cannot run in this install: {b.unavailable} (or leave "
+                      "it out of --baselines; 'all' skips it).")
   return [REFERENCE] + [n for n in dict.fromkeys(names) if n != REFERENCE]
 
 

@@ -134,3 +134,15 @@ def test_a_method_that_cannot_run_on_a_task_is_listed_not_fatal(tmp_path, monkey
   assert "## Not applicable" in report and "`quad_only` on" in report
   assert cli.main(argv) == 0  # resuming does not retry it
   assert json.loads((tmp_path / "o" / "results.json").read_text())["not_applicable"] == skipped
+
+
+def test_a_baseline_missing_its_extra_is_left_out_of_all_and_refused_by_name(tmp_path, monkeypatch,
+                                                                              capsys):
+  from meta_train.evaluation import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(baselines_lib._BASELINES, "needs_extra", baselines_lib.Baseline(
+      "needs_extra", "x", "1 run (none)", baselines_lib.adam_default,
+      unavailable="it needs somelib: run `pip install -e '.[some]'`"))
+  plan = evaluation.prepare(cli.parse([*TINY, "--out", str(tmp_path / "o")]))
+  assert "needs_extra" not in [m.name for m in plan.methods]
+  assert cli.main([*TINY, "--baselines", "needs_extra", "--out", str(tmp_path / "o")]) == 2
+  assert "pip install -e '.[some]'" in capsys.readouterr().err
