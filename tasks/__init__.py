@@ -35,6 +35,6 @@ from tasks.rnn_lm import RNNLMSpec
 from tasks.transformer_lm import TransformerLMSpec
 from tasks.autoencoder import AutoencoderSpec
 from tasks.vae import VAESpec
+from tasks.deep_autoencoder import DeepAutoencoderSpec
 from tasks.augment import (LabelNoiseTask, LossScaledTask, ReparameterizedTask, TaskWrapper,
                            augment)
-from tasks.deep_autoencoder import DeepAutoencoderSpec  # noqa: E402  (registers deep_autoencoder)
