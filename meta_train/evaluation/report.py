@@ -60,6 +60,9 @@ def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             "norm_eval": r["extra"]["norm_final_eval"],
             "speedup": cmp["speedup"], "win": cmp["win"], "log_ratio": cmp["log_ratio"],
             "steps_to_adam": cmp["steps_to_adam"],
+            # Wall clock to the same point: steps times this method's run time per step.
+            "seconds_to_adam": (None if cmp["steps_to_adam"] is None
+                                else cmp["steps_to_adam"] * seconds_per_step(r)),
             "steps": r["steps"], "seconds": r["compile_s"] + r["run_s"],
             "compile_s": r["compile_s"], "run_s": r["run_s"], "extra": r["extra"]})
   return rows
@@ -231,7 +234,8 @@ def _command(cfg: dict[str, Any]) -> str:
     parts.append(f"--steps {cfg['steps']}")
   parts.append(f"--baselines {','.join(cfg['baselines'])}")
   parts += [f"--{k.replace('_', '-')} {cfg[k]}" for k in (
-      "num_points", "num_evals", "eval_batches", "speedup_cap", "snapshot_cycles")]
+      "num_points", "num_evals", "eval_batches", "speedup_cap", "snapshot_cycles")
+            if cfg.get(k) is not None]  # None: the default, which is not a flag value
   if cfg["ablations"]:
     parts.append("--ablations")
   return " ".join(parts)
@@ -266,6 +270,10 @@ def markdown(results: dict[str, Any]) -> str:
       "## Final eval loss per task (mean over seeds)\n\n" + _per_task(results, rows, "eval"),
       "## Steps to reach tuned Adam's final loss (mean over seeds that reach it)\n\n"
       + _per_task(results, rows, "steps_to_adam"),
+      "## Seconds to reach tuned Adam's final loss (mean over seeds that reach it)\n\n"
+      "Steps to reach it times the method's run time per step on this machine (compile "
+      "excluded): the wall-clock view, where a costlier step (K-FAC, Shampoo, LocoProp) pays "
+      "for what it saves in steps.\n\n" + _per_task(results, rows, "seconds_to_adam"),
       "## Ablations of the learned optimizers' inputs\n\n" + _ablations(results, rows),
       "## Baseline details\n\n" + _extras(results, rows),
       "## Loss curves\n\n" + "\n".join(

@@ -99,7 +99,7 @@ def test_tiny_end_to_end_resumes_and_reproduces(tmp_path, capsys):
     assert (tmp_path / "a" / name).exists(), name
   report = (tmp_path / "a" / "report.md").read_text()
   for needle in ("win rate vs tuned Adam", "Metric definitions", "Reproducibility",
-                 "mlp[no_loss]", "mlp[no_momenta]", "snapshot"):
+                 "mlp[no_loss]", "mlp[no_momenta]", "snapshot", "Seconds to reach"):
     assert needle in report
   # 2 tasks x (3 baselines + mlp + 3 ablations) x 1 seed.
   assert len(a["runs"]) == 14

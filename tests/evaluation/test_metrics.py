@@ -44,3 +44,10 @@ def test_bootstrap_ci_reproducible_and_brackets_point():
   point, lo, hi = one
   assert lo <= point <= hi and lo < hi
   assert metrics.bootstrap_ci({"a": [2.0, 2.0]}, np.mean, num_resamples=50) == (2.0, 2.0, 2.0)
+
+
+def test_seconds_per_step_counts_tuning_and_measurement_steps():
+  from meta_train.evaluation import report  # pylint: disable=g-import-not-at-top
+  run = {"steps": 14 * 100, "run_s": 3.0, "extra": {"measurement_steps": 100}}
+  assert report.seconds_per_step(run) == pytest.approx(3.0 / 1500)
+  assert report.seconds_per_step({"steps": 100, "run_s": 0.5, "extra": {}}) == pytest.approx(0.005)
