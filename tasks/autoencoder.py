@@ -54,10 +54,8 @@ class MLPAutoencoder(nn.Module):
 
   def dense_layers(self) -> tuple[DenseLayer, ...]:
     """The layers as ``tasks.dense`` describes them: a linear bottleneck and output."""
-    n = len(self.hidden_sizes)
-    acts = ((self.activation,) * (n - 1) + ("linear",) + (self.activation,) * (n - 1)
-            + ("linear",))
-    return tuple(DenseLayer(name, a) for name, a in zip(self.layer_order(), acts))
+    return dense.mirrored_autoencoder(self.layer_order(), len(self.hidden_sizes),
+                                      self.activation)
 
 
 @common.task_dataclass()

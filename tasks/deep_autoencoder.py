@@ -87,10 +87,8 @@ class DeepAutoencoder(nn.Module):
 
   def dense_layers(self) -> tuple[DenseLayer, ...]:
     """Encoder, linear code, mirrored decoder, then linear logits (the loss's sigmoid)."""
-    n = len(self.hidden_sizes)
-    acts = ((self.activation,) * (n - 1) + ("linear",) + (self.activation,) * (n - 1)
-            + ("linear",))
-    return tuple(DenseLayer(name, a) for name, a in zip(self.layer_order(), acts))
+    return dense.mirrored_autoencoder(self.layer_order(), len(self.hidden_sizes),
+                                      self.activation)
 
 
 def unit_interval(data: ImageData) -> ImageData:

@@ -52,6 +52,13 @@ class DenseStructure(NamedTuple):
     return output_loss(self.loss, outputs, targets)
 
 
+def mirrored_autoencoder(names: list[str], depth: int, act: str) -> tuple[DenseLayer, ...]:
+  """An autoencoder's layers: ``depth`` encoder layers (the last a linear code), the mirrored
+  decoder, then a linear output (reconstructions, or logits for a sigmoid loss)."""
+  acts = (act,) * (depth - 1) + ("linear",) + (act,) * (depth - 1) + ("linear",)
+  return tuple(DenseLayer(n, a) for n, a in zip(names, acts))
+
+
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   if name == "linear":
     return lambda z: z
