@@ -156,8 +156,20 @@ def _best_of(task: Any, seed: int, setting: Setting, lrs: list[float]) -> tuple[
                         for lr in lrs])
   hp = {"lrs": jnp.asarray(lr_arrays), "wd": jnp.zeros((len(lrs),), jnp.float32)}
   records = runner.run_many(schedules.scheduled_adamw, hp, task, seed, setting)
-  finals = [final_loss(r) for r in records]
-  return int(np.argmin(finals)), records
+  return best_index(records), records
+
+
+def best_index(records: list[RunRecord]) -> int:
+  """The run of lowest final training loss (diverged runs count as +inf)."""
+  return int(np.argmin([final_loss(r) for r in records]))
+
+
+def best_run(records: list[RunRecord], lrs: list[float], setting: Setting) -> RunRecord:
+  """The best of a grid of runs, one per LR in ``lrs``, charged for every run of the grid.
+
+  The tuning rule every LR-tuned baseline shares (Adam, Muon, Shampoo, LocoProp's inner LR).
+  """
+  return _select(records, best_index(records), lrs, len(records), setting)
 
 
 def _select(records: list[RunRecord], best: int, lrs: list[float], budget_runs: int,
@@ -194,8 +206,8 @@ def adam_tuned(task: Any, seed: int, setting: Setting) -> RunRecord:
 def adam_random_search(task: Any, seed: int, setting: Setting) -> RunRecord:
   rng = np.random.default_rng(10_000 + seed)
   lrs = [float(x) for x in 10.0 ** rng.uniform(-4, 0, len(ADAM_GRID))]
-  best, records = _best_of(task, seed, setting, lrs)
-  return _select(records, best, lrs, len(lrs), setting)
+  _, records = _best_of(task, seed, setting, lrs)
+  return best_run(records, lrs, setting)
 
 
 @register_baseline("adam_default", "Adam at the default LR 1e-3, constant", "1 run (none)")

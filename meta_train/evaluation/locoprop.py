@@ -51,7 +51,8 @@ import numpy as np
 
 from meta_train.evaluation import runner
 from meta_train.evaluation.base import EvalError, NotApplicable, Params, RunRecord, Setting
-from meta_train.evaluation.baselines import ADAM_GRID, final_loss, register_baseline
+from meta_train.evaluation import baselines
+from meta_train.evaluation.baselines import ADAM_GRID, register_baseline
 from tasks import dense
 
 # Families whose tasks declare ``dense_structure()`` (tests/tasks/test_dense.py).
@@ -380,15 +381,11 @@ def run_grid(task: Any, seed: int, setting: Setting, lrs: list[float],
           for i in range(len(lrs))]
 
 
-def best_of(records: list[RunRecord], lrs: list[float], config: LocopropConfig,
-            structure: dense.DenseStructure) -> RunRecord:
-  """The run of lowest final training loss, charged for the whole grid."""
-  finals = [final_loss(r) for r in records]
-  best = int(np.argmin(finals))
-  rec = dataclasses.replace(records[best], steps=sum(r.steps for r in records),
-                            compile_s=sum(r.compile_s for r in records),
-                            run_s=sum(r.run_s for r in records))
-  rec.extra = {"inner_lr": lrs[best], "trials": {f"{lr:.3g}": f for lr, f in zip(lrs, finals)},
+def best_of(records: list[RunRecord], lrs: list[float], setting: Setting,
+            config: LocopropConfig, structure: dense.DenseStructure) -> RunRecord:
+  """The run of lowest final training loss, charged for the whole grid (``baselines.best_run``)."""
+  rec = baselines.best_run(records, lrs, setting)
+  rec.extra = {"inner_lr": rec.extra["lr"], "trials": rec.extra["trials"],
                "local_losses": dict(zip([l.name for l in structure.layers],
                                         local_kinds(structure, config.variant))),
                "config": dataclasses.asdict(config)}
@@ -406,4 +403,4 @@ def best_of(records: list[RunRecord], lrs: list[float], config: LocopropConfig,
     "14 runs (inner-LR grid)")
 def locoprop_baseline(task: Any, seed: int, setting: Setting) -> RunRecord:
   structure, config, lrs = dense_structure(task), LocopropConfig(), list(ADAM_GRID)
-  return best_of(run_grid(task, seed, setting, lrs, config), lrs, config, structure)
+  return best_of(run_grid(task, seed, setting, lrs, config), lrs, setting, config, structure)

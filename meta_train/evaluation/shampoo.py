@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from meta_train.evaluation import baselines, runner
@@ -218,8 +217,7 @@ def lr_grid(make_tx: runner.MakeTx, task: Any, seed: int, setting: Setting, *,
   else:
     records = runner.run_many(make_tx, {"lr": jnp.asarray(lrs, jnp.float32)}, task, seed,
                               setting)
-  best = int(np.argmin([baselines.final_loss(r) for r in records]))
-  return baselines._select(records, best, lrs, len(lrs), setting)
+  return baselines.best_run(records, lrs, setting)
 
 
 def shampoo_tx(hparams: HParams, num_steps: int) -> optax.GradientTransformation:

@@ -12,12 +12,6 @@ from meta_train.evaluation.base import EvalError, Setting
 SETTING = Setting(num_steps=40, num_points=8, num_evals=2, snapshot_cycles=2).check()
 
 
-@pytest.fixture(scope="module")
-def task():
-  return tasks.build_task("image_mlp", tasks.ImageMLPSpec(
-      dataset="digits", image_size=8, hidden_sizes=(8,), batch_size=16))
-
-
 @pytest.mark.parametrize("name", baselines.baselines())
 def test_baseline_lowers_loss(name, task):
   if baselines.get_baseline(name).unavailable:  # an optional extra is not installed

@@ -5,19 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tasks
 from meta_train.evaluation import baselines, lr_free
 from meta_train.evaluation.base import Setting
 
 SETTING = Setting(num_steps=40, num_points=8, num_evals=2, snapshot_cycles=2).check()
 LR_FREE = ["prodigy", "prodigy_cosine", "dadapt_adamw_cosine", "dog_cosine", "mechanic",
            "schedule_free_adamw"]
-
-
-@pytest.fixture(scope="module")
-def task():
-  return tasks.build_task("image_mlp", tasks.ImageMLPSpec(
-      dataset="digits", image_size=8, hidden_sizes=(8,), batch_size=16))
 
 
 @pytest.mark.parametrize("name", LR_FREE)

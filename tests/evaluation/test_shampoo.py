@@ -6,7 +6,6 @@ import numpy as np
 import optax
 import pytest
 
-import tasks
 from meta_train.evaluation import baselines, shampoo
 from meta_train.evaluation.base import Setting
 
@@ -133,12 +132,6 @@ def test_shampoo_descends_an_ill_conditioned_quadratic():
 
   (w, _), _ = jax.jit(lambda: jax.lax.scan(step, (w0, tx.init(w0)), length=300))()
   assert float(loss(w)) < 1e-3 * float(loss(w0))
-
-
-@pytest.fixture(scope="module")
-def task():
-  return tasks.build_task("image_mlp", tasks.ImageMLPSpec(
-      dataset="digits", image_size=8, hidden_sizes=(8,), batch_size=16))
 
 
 @pytest.mark.parametrize("name", TUNED)
