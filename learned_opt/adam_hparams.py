@@ -14,14 +14,14 @@ parameter) plus a few scalars.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt import base, features
+from learned_opt import base, features, perturbed
 from learned_opt.registry import register
 
 _IN = features.NUM_TIME_FEATURES + features.NUM_LOSS_FEATURES
@@ -54,6 +54,7 @@ class AdamHParams(base.LearnedOptimizer):
   hidden_size: int = 16
   init_lr: float = 1e-3
   learn_betas: bool = True
+  structured_theta: ClassVar[bool] = True
 
   def __post_init__(self):
     # The controller clips its log-LR to [-20, 2] (see ``controls``): an init_lr
@@ -81,11 +82,13 @@ class AdamHParams(base.LearnedOptimizer):
 
 def controls(arch: AdamHParams, theta: base.Theta, inputs: jax.Array) -> jax.Array:
   """``(lr, beta1, beta2)`` from the controller inputs."""
-  hid = jax.nn.relu(inputs @ theta["w1"] + theta["b1"])
-  out = hid @ theta["w2"] + theta["b2"]
+  # Through perturbed.matmul/value, so ES can pass perturbations as parts.
+  b2 = perturbed.value(theta["b2"])
+  hid = jax.nn.relu(perturbed.matmul(inputs, theta["w1"]) + perturbed.value(theta["b1"]))
+  out = perturbed.matmul(hid, theta["w2"]) + b2
   lr = jnp.exp(jnp.clip(out[0], *LOG_LR_CLIP))
   if not arch.learn_betas:
-    out = theta["b2"]
+    out = b2
   # Keep beta2 away from 1 so bias correction stays well conditioned.
   return lr, jax.nn.sigmoid(out[1]), jnp.minimum(jax.nn.sigmoid(out[2]), 0.9999)
 

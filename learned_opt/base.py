@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from learned_opt import perturbed
+
 Theta = Any  # a pytree (nested dicts) of float32 arrays
 Params = optax.Params
 PRNGKey = chex.PRNGKey
@@ -51,6 +53,10 @@ class LearnedOptimizer(abc.ABC):
   """
 
   name: ClassVar[str]
+  # True if ``as_optax`` accepts ``learned_opt.perturbed`` leaves in theta
+  # (reads it only through ``perturbed.matmul``/``perturbed.value``), so ES
+  # can evaluate perturbations without a copy of theta per particle.
+  structured_theta: ClassVar[bool] = False
 
   @abc.abstractmethod
   def init_meta(self, key: PRNGKey) -> Theta:
@@ -229,6 +235,8 @@ def check_value(value: Any) -> None:
 def check_theta(arch: LearnedOptimizer, theta: Theta) -> None:
   """Raises unless ``theta`` has the tree structure and shapes ``arch`` expects."""
   expected = jax.eval_shape(arch.init_meta, jax.random.key(0))
+  if arch.structured_theta:
+    theta = perturbed.shapes(theta)  # each structured leaf checked as the array it stands for
   exp_struct = jax.tree.structure(expected)
   got_struct = jax.tree.structure(theta)
   hint = ("Use the architecture the theta was made with: "

@@ -47,6 +47,8 @@ Shaping = Literal["raw", "sign"]
 MetaLoss = Literal["final", "mean"]
 Noise = Literal["normal", "rademacher"]
 NOISES = ("normal", "rademacher")
+Perturbation = Literal["dense", "implicit", "lowrank"]
+PERTURBATIONS = ("dense", "implicit", "lowrank")
 
 
 class EstimatorError(ValueError):
@@ -154,6 +156,16 @@ class ESHParams:
     noise: distribution of eps: "normal" (N(0, I)) or "rademacher" (+-1 per
       coordinate, also E[eps eps^T] = I). Rademacher needs 1 random bit per
       meta-parameter instead of 32, which matters on CPU for VeLO-size theta.
+    perturbation: how particles get their theta. "dense" writes a perturbed
+      copy of theta per particle. "implicit" keeps theta once and each pair's
+      eps once: an architecture with ``structured_theta`` computes
+      ``x @ W + s*sigma*(x @ E)``, so W is read once for all particles (the
+      same estimate as "dense", up to rounding). "lowrank" draws eps of every
+      weight of rank >= 2 as ``A @ B.T / sqrt(rank)`` (EGGROLL), so the noise
+      and its products cost ``rank * (m + n)`` per matrix instead of ``m * n``;
+      eps still has identity covariance, so the estimate stays unbiased to
+      first order, with different (non-Gaussian) higher moments.
+    rank: rank of the "lowrank" perturbations (ignored otherwise).
   """
 
   sigma: float = 0.01
@@ -164,9 +176,11 @@ class ESHParams:
   num_eval_batches: int = 1
   eval_split: str = "train"
   noise: Noise = "normal"
+  perturbation: Perturbation = "dense"
+  rank: int = 1
 
   def __post_init__(self):
-    _check_common(self.sigma, self.num_pairs, self.noise)
+    _check_common(self.sigma, self.num_pairs, self.noise, self.perturbation, self.rank)
     _positive_int("horizon", self.horizon)
     _positive_int("num_eval_batches", self.num_eval_batches)
     _one_of("shaping", self.shaping, ("raw", "sign"))
@@ -191,6 +205,8 @@ class TruncatedHParams:
     stagger: cut each slot's first episode short by a random amount.
     eval_split: split the per-step meta-loss batch comes from.
     noise: "normal" or "rademacher", as for ``ESHParams``.
+    perturbation, rank: as for ``ESHParams``. PES's per-pair ``accum`` is a
+      sum of one draw per truncation, so it stays a full theta per pair.
   """
 
   sigma: float = 0.01
@@ -202,9 +218,11 @@ class TruncatedHParams:
   stagger: bool = True
   eval_split: str = "train"
   noise: Noise = "normal"
+  perturbation: Perturbation = "dense"
+  rank: int = 1
 
   def __post_init__(self):
-    _check_common(self.sigma, self.num_pairs, self.noise)
+    _check_common(self.sigma, self.num_pairs, self.noise, self.perturbation, self.rank)
     _positive_int("truncation_length", self.truncation_length)
     _positive_int("min_horizon", self.min_horizon)
     _positive_int("max_horizon", self.max_horizon)
@@ -298,13 +316,16 @@ class NRESState(NamedTuple):
 # ----------------------------------------------------------------------------
 
 
-def _check_common(sigma: Any, num_pairs: Any, noise: Any) -> None:
+def _check_common(sigma: Any, num_pairs: Any, noise: Any, perturbation: Any,
+                  rank: Any) -> None:
   if (isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0
       or not math.isfinite(sigma)):
     raise EstimatorError(f"sigma must be a finite float > 0 (e.g. 0.01), got {sigma!r}.",
                          "sigma")
   _positive_int("num_pairs", num_pairs)
   _one_of("noise", noise, NOISES)
+  _one_of("perturbation", perturbation, PERTURBATIONS)
+  _positive_int("rank", rank)
 
 
 def _positive_int(name: str, v: Any) -> None:

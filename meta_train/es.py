@@ -25,7 +25,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from learned_opt import perturbed
 from meta_train import noise, unroll
 from meta_train.base import ESHParams, Estimator, Metrics, Task, Theta
 
@@ -35,7 +37,9 @@ class Population(NamedTuple):
 
   A transient of one outer step (like the perturbed ``thetas`` themselves):
   estimator state and checkpoints keep only keys, and ``eps`` is drawn once
-  per step so that ``tell`` does not draw it again.
+  per step so that ``tell`` does not draw it again. With ``perturbation``
+  "implicit" or "lowrank" the leaves of ``thetas`` are ``learned_opt.perturbed``
+  parts (theta once, eps per pair, ``+-sigma`` per particle), not copies.
   """
 
   keys: jax.Array  # typed keys [B, P]: eps of each pair is noise.sample(key)
@@ -49,18 +53,34 @@ class Population(NamedTuple):
 
 
 def perturb(key: jax.Array, theta: Theta, *, sigma: float, num_slots: int, num_pairs: int,
-            noise_kind: str = "normal") -> Population:
+            noise_kind: str = "normal", perturbation: str = "dense",
+            rank: int = 1) -> Population:
   """Draws ``num_slots x num_pairs`` antithetic perturbations of ``theta``."""
   keys = jax.random.split(key, (num_slots, num_pairs))
-  return antithetic(keys, theta, sigma=sigma, noise_kind=noise_kind)
+  return antithetic(keys, theta, sigma=sigma, noise_kind=noise_kind, perturbation=perturbation,
+                    rank=rank)
 
 
-def antithetic(keys: jax.Array, theta: Theta, *, sigma: float,
-               noise_kind: str = "normal") -> Population:
-  """The population ``theta +- sigma * eps`` of a ``[B, P]`` array of pair keys."""
-  eps = noise.per_pair(keys, theta, noise_kind)
-  pm = lambda e: jax.tree.map(lambda t, x: jnp.stack([t + sigma * x, t - sigma * x]), theta, e)
-  return Population(keys, jax.vmap(jax.vmap(pm))(eps), eps)
+def antithetic(keys: jax.Array, theta: Theta, *, sigma: float, noise_kind: str = "normal",
+               perturbation: str = "dense", rank: int = 1) -> Population:
+  """The population ``theta +- sigma * eps`` of a ``[B, P]`` array of pair keys.
+
+  ``perturbation`` (see ``ESHParams``): "dense" materialises every particle's
+  theta; "implicit" and "lowrank" return ``perturbed.Offset``/``LowRank``
+  parts whose ``w`` is theta itself, unbatched.
+  """
+  eps = noise.per_pair(keys, theta, noise_kind, rank if perturbation == "lowrank" else 0)
+  if perturbation == "dense":
+    pm = lambda e: jax.tree.map(lambda t, x: jnp.stack([t + sigma * x, t - sigma * x]), theta, e)
+    return Population(keys, jax.vmap(jax.vmap(pm))(eps), eps)
+  scale = jnp.broadcast_to(jnp.asarray([sigma, -sigma], jnp.float32), keys.shape + (2,))
+
+  def part(t, e):
+    if noise.is_factors(e):
+      return perturbed.LowRank(t, e.a, e.b, scale / np.float32(np.sqrt(e.a.shape[-1])))
+    return perturbed.Offset(t, e, scale)
+
+  return Population(keys, jax.tree.map(part, theta, eps, is_leaf=noise.is_factors), eps)
 
 
 def weighted_noise(population: Population, weights: jax.Array, theta: Theta,
@@ -69,8 +89,7 @@ def weighted_noise(population: Population, weights: jax.Array, theta: Theta,
   eps = population.eps
   if eps is None:
     eps = noise.per_pair(population.keys, theta, noise_kind)
-  n = weights.size
-  return jax.tree.map(lambda e: jnp.tensordot(weights, e, axes=weights.ndim) / n, eps)
+  return noise.weighted_mean(weights, eps, theta)
 
 
 def fitness(arch, hp: ESHParams, population: Population, pool: Task,
@@ -80,7 +99,8 @@ def fitness(arch, hp: ESHParams, population: Population, pool: Task,
   Each slot draws one task from its pool (leaves ``[B, M, ...]``) and one init
   from ``key``; all its particles train that task on the same batches.
   """
-  num_slots = jax.tree.leaves(population.thetas)[0].shape[0]
+  thetas = unroll.particle_thetas(arch, population.thetas)
+  num_slots = perturbed.batch_shape(thetas, 1)[0]
   fixed = (hp.horizon, hp.horizon)
 
   def one_slot(thetas, slot_pool, k):
@@ -93,7 +113,7 @@ def fitness(arch, hp: ESHParams, population: Population, pool: Task,
     return unroll.final_meta_loss(arch, hp.horizon, slot_pool, slot,
                                   num_batches=hp.num_eval_batches, split=hp.eval_split)
 
-  return jax.vmap(one_slot)(population.thetas, pool, jax.random.split(key, num_slots))
+  return perturbed.vmap_over(one_slot, 1)(thetas, pool, jax.random.split(key, num_slots))
 
 
 def gradient(population: Population, fitness_: jax.Array, theta: Theta,
@@ -123,7 +143,8 @@ def ask(key: jax.Array, state: tuple, hp: ESHParams, theta: Theta, *,
   """Antithetic perturbations from the first half of the step key (``evaluate`` uses the second)."""
   k_ask, _ = jax.random.split(key)
   population = perturb(k_ask, theta, sigma=hp.sigma, num_slots=num_slots,
-                       num_pairs=hp.num_pairs, noise_kind=hp.noise)
+                       num_pairs=hp.num_pairs, noise_kind=hp.noise,
+                       perturbation=hp.perturbation, rank=hp.rank)
   return population, state
 
 

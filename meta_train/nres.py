@@ -59,7 +59,7 @@ def ask(key: jax.Array, state: NRESState, hp: NRESHParams, theta: Theta, *,
   new = jax.random.key_data(jax.random.split(key, (b, p)))
   keys = jnp.where(state.fresh[:, None, None], new, state.keys)
   population = es.antithetic(jax.random.wrap_key_data(keys), theta, sigma=hp.sigma,
-                             noise_kind=hp.noise)
+                             noise_kind=hp.noise, perturbation=hp.perturbation, rank=hp.rank)
   return population, state._replace(keys=keys, fresh=jnp.zeros_like(state.fresh))
 
 

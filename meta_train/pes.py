@@ -41,6 +41,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from learned_opt import perturbed
 from meta_train import es, noise, unroll
 from meta_train.base import (Estimator, Metrics, PESHParams, PESState, Task, TESHParams, Theta,
                              TruncatedHParams)
@@ -73,7 +74,7 @@ def ask(key: jax.Array, state: PESState, hp: TruncatedHParams, theta: Theta, *,
   del num_slots  # the state's slots: the same number
   num_slots, num_pairs = jax.tree.leaves(state.accum)[0].shape[:2]
   population = es.perturb(key, theta, sigma=hp.sigma, num_slots=num_slots, num_pairs=num_pairs,
-                          noise_kind=hp.noise)
+                          noise_kind=hp.noise, perturbation=hp.perturbation, rank=hp.rank)
   return population, state
 
 
@@ -92,7 +93,8 @@ def evaluate(key: jax.Array, arch, hp: TruncatedHParams, population: Population,
                               horizon_range=(hp.min_horizon, hp.max_horizon),
                               split=hp.eval_split)
 
-  inner, meta, live, reset = jax.vmap(one_slot)(population.thetas, pool, state.inner)
+  thetas = unroll.particle_thetas(arch, population.thetas)
+  inner, meta, live, reset = perturbed.vmap_over(one_slot, 1)(thetas, pool, state.inner)
   return Truncation(meta, live, reset), state._replace(inner=inner)
 
 
@@ -107,7 +109,8 @@ def _tell(population: Population, fitness: Truncation, state: PESState, hp: Trun
   eps = population.eps
   if eps is None:
     eps = noise.per_pair(population.keys, theta, hp.noise)
-  sig_eps = jax.tree.map(lambda e: hp.sigma * e, eps)
+  # accum is a sum of independent draws, full rank whatever eps's form.
+  sig_eps = jax.tree.map(lambda e: hp.sigma * e, noise.dense(eps, theta))
   old_noise = jax.tree.map(jnp.add, state.accum, sig_eps) if persistent else sig_eps
   n = s_old.size
 

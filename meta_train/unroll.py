@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from learned_opt import perturbed
 from meta_train.base import InnerState, KeyData, Task, Theta
 
 
@@ -50,6 +51,18 @@ def gather_task(pool: Task, index: jax.Array) -> Task:
   return jax.tree.map(lambda x: x[index], pool)
 
 
+def particle_thetas(arch, thetas: Theta) -> Theta:
+  """The population's thetas as ``arch`` reads them.
+
+  An architecture without ``structured_theta`` gets every particle's theta
+  materialised here, once per outer step, as with ``perturbation="dense"``.
+  """
+  if getattr(arch, "structured_theta", False) or not any(
+      perturbed.is_structured(x) for x in jax.tree.leaves(thetas, is_leaf=perturbed.is_structured)):
+    return thetas
+  return perturbed.vmap_over(perturbed.materialise, 3)(thetas)
+
+
 def _init_particles(arch, num_steps, thetas: Theta, task: Task, key: jax.Array):
   """Fresh params (shared by all particles of a slot) and each particle's opt state.
 
@@ -60,8 +73,8 @@ def _init_particles(arch, num_steps, thetas: Theta, task: Task, key: jax.Array):
   def one(theta_i):
     return arch.as_optax(theta_i, num_steps=num_steps).init(params)
 
-  opt_state = jax.vmap(jax.vmap(one))(thetas)
-  lead = jax.tree.leaves(thetas)[0].shape[:2]
+  opt_state = perturbed.vmap_over(one, 2)(thetas)
+  lead = perturbed.batch_shape(thetas, 2)
   params = jax.tree.map(lambda p: jnp.broadcast_to(p, lead + jnp.shape(p)), params)
   return params, opt_state
 
@@ -147,7 +160,8 @@ def slot_unroll(arch, num_steps: int | None, thetas: Theta, pool: Task, slot: In
     told = slot.horizon if num_steps is None else num_steps
     step_fn = lambda th, p, s: _particle_step(arch, told, task, th, p, s,
                                               (k_loss, k_meta), batch, meta_batch)
-    params, opt_state, meta = jax.vmap(jax.vmap(step_fn))(thetas, slot.params, slot.opt_state)
+    params, opt_state, meta = perturbed.vmap_over(step_fn, 2)(thetas, slot.params,
+                                                              slot.opt_state)
     new = slot._replace(params=params, opt_state=opt_state, step=slot.step + 1)
     live = jnp.logical_not(reset_seen)
     if resets:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from learned_opt import base, empty_leaves
+from learned_opt import base, empty_leaves, perturbed
 from learned_opt import registry
 from learned_opt.velo.layout import Layout, make_layout
 
@@ -154,7 +154,8 @@ def lstm_inputs(layout: Layout, sum_p2, mean_m, mean_rms, deviations, fraction_t
 
 
 def _linear(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
-  return jnp.dot(x, params["w"], precision=_HIGHEST) + params["b"][None]
+  # perturbed.matmul: an ES particle's weights may be theta plus parts (Velo.structured_theta).
+  return perturbed.matmul(x, params["w"], precision=_HIGHEST) + perturbed.value(params["b"])[None]
 
 
 def run_lstm(theta, x, hidden, cell):
@@ -170,7 +171,8 @@ def run_lstm(theta, x, hidden, cell):
   cell = jax.nn.sigmoid(f + 1) * cell + jax.nn.sigmoid(i) * jnp.tanh(g)
   hidden = jax.nn.sigmoid(o) * jnp.tanh(cell)
   controls = _linear(theta["to_controls"], hidden)
-  lr_mult = jnp.dot(hidden, theta["step_size"]["w"], precision=_HIGHEST) + theta["step_size"]["b"]
+  lr_mult = (perturbed.matmul(hidden, theta["step_size"]["w"], precision=_HIGHEST)
+             + perturbed.value(theta["step_size"]["b"]))
   return controls, lr_mult, hidden, cell
 
 
@@ -341,8 +343,8 @@ def mixed_mlp_weights(theta, controls, input_scale):
   mlp = theta["mlp"]
   layers = []
   for li in range(len(mlp) // 2):
-    w = jnp.einsum("tk,kio->tio", controls, mlp[f"w{li}"], precision=_HIGHEST)
-    b = jnp.einsum("tk,ko->to", controls, mlp[f"b{li}"], precision=_HIGHEST)
+    w = perturbed.matmul(controls, mlp[f"w{li}"], precision=_HIGHEST)  # tk,kio->tio
+    b = perturbed.matmul(controls, mlp[f"b{li}"], precision=_HIGHEST)  # tk,ko->to
     w, b = 100.0 * (w / k), 100.0 * (b / k)
     if li == 0:
       w = w * input_scale[:, :, None]  # (x * s) @ W == x @ (s * W)
@@ -513,8 +515,8 @@ def init_velo_state(theta, params, num_steps: int) -> VeloState:
       mom=(zeros(nb, blk), zeros(nb, blk), zeros(nb, blk)), rms=zeros(nb, blk),
       v_diag=zeros(3, nd, blk), v_row=zeros(3, layout.num_rows),
       v_col=zeros(3, layout.num_cols),
-      lstm_hidden=jnp.tile(theta["lstm_init"]["hidden"][None], (t, 1)),
-      lstm_cell=jnp.tile(theta["lstm_init"]["cell"][None], (t, 1)),
+      lstm_hidden=jnp.tile(perturbed.value(theta["lstm_init"]["hidden"])[None], (t, 1)),
+      lstm_cell=jnp.tile(perturbed.value(theta["lstm_init"]["cell"])[None], (t, 1)),
       loss_means=zeros(NUM_LOSS_DECAYS),
       loss_min=999999999999.0 * jnp.ones((NUM_LOSS_DECAYS,), jnp.float32),
       loss_decays=loss_decays(num_steps), iteration=jnp.zeros((), jnp.int32))
@@ -631,6 +633,9 @@ class Velo(base.LearnedOptimizer):
   param_inits: int = 256
   ff_hidden_size: int = 4
   ff_hidden_layers: int = 2
+  # Theta is read only through perturbed.matmul/value, so ES can hand it the
+  # shared weights plus per-particle parts (learned_opt/perturbed.py).
+  structured_theta: ClassVar[bool] = True
 
   def __post_init__(self):
     base.check_hparams(self, ints=("lstm_hidden_size", "param_inits", "ff_hidden_size"),

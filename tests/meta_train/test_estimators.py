@@ -66,13 +66,18 @@ def es_true(setup):
   return jax.jit(jax.grad(exact))(theta)
 
 
-@pytest.mark.parametrize("noise", ["normal", "rademacher"])
-def test_es_matches_exact_gradient(setup, es_true, noise):
+# "implicit" and "lowrank" (learned_opt/perturbed.py) are checked like the dense
+# draw; adam_hparams reads its theta through perturbed.matmul, so both reach
+# the optimizer as parts, not copies.
+@pytest.mark.parametrize("noise,perturbation,rank", [
+    ("normal", "dense", 1), ("rademacher", "dense", 1), ("normal", "implicit", 1),
+    ("normal", "lowrank", 1), ("rademacher", "lowrank", 1), ("normal", "lowrank", 2)])
+def test_es_matches_exact_gradient(setup, es_true, noise, perturbation, rank):
   arch, theta, pool = setup
-  hp = dataclasses.replace(ES_HP, noise=noise)
+  hp = dataclasses.replace(ES_HP, noise=noise, perturbation=perturbation, rank=rank)
   est, _ = _es_estimate(arch, hp, theta, pool, ES_KEY)
   ratio, cos = _stats(est, es_true)
-  print(f"ES ({noise}) ratio {ratio:.4f} cosine {cos:.4f}")
+  print(f"ES ({noise}, {perturbation}, rank {rank}) ratio {ratio:.4f} cosine {cos:.4f}")
   assert abs(ratio - 1.0) <= 0.03 and cos >= 0.99
 
 
@@ -116,18 +121,19 @@ def pes_true(setup):
   return jax.jit(jax.grad(lambda th: _pes_exact(arch, PES_HP, th, pool, 3)))(theta)
 
 
-@pytest.mark.parametrize("mode", ["pes", "tes"])
-def test_pes_matches_exact_gradient_across_episode_boundary(setup, pes_true, mode):
+@pytest.mark.parametrize("mode,perturbation", [
+    ("pes", "dense"), ("tes", "dense"), ("pes", "implicit"), ("pes", "lowrank")])
+def test_pes_matches_exact_gradient_across_episode_boundary(setup, pes_true, mode, perturbation):
   arch, theta, pool = setup
   num_pairs = NUM_PAIRS // 2 if mode == "pes" else 2048
-  hp = estimators.get_estimator(mode).hparams(**dict(dataclasses.asdict(PES_HP),
-                                                     num_pairs=num_pairs))
+  hp = estimators.get_estimator(mode).hparams(**dict(
+      dataclasses.asdict(PES_HP), num_pairs=num_pairs, perturbation=perturbation))
   true = pes_true
   run = jax.jit(lambda th, k: _pes_total(arch, mode, hp, th, pool, k, 3))
   ests = [run(theta, jax.random.key(200 + s)) for s in range(2 if mode == "pes" else 1)]
   est = jax.tree.map(lambda *g: sum(g) / len(g), *ests)
   ratio, cos = _stats(est, true)
-  print(f"{mode} ratio {ratio:.4f} cosine {cos:.4f}")
+  print(f"{mode} ({perturbation}) ratio {ratio:.4f} cosine {cos:.4f}")
   if mode == "pes":
     assert abs(ratio - 1.0) <= 0.03 and cos >= 0.99
   else:
@@ -141,17 +147,19 @@ def test_pes_matches_exact_gradient_across_episode_boundary(setup, pes_true, mod
 NRES_ALIGNED = dataclasses.replace(PES_HP, min_horizon=8, max_horizon=8)
 
 
-@pytest.mark.parametrize("aligned", [True, False])
-def test_nres_matches_exact_gradient(setup, pes_true, aligned):
+@pytest.mark.parametrize("aligned,perturbation", [
+    (True, "dense"), (False, "dense"), (True, "lowrank")])
+def test_nres_matches_exact_gradient(setup, pes_true, aligned, perturbation):
   arch, theta, pool = setup
   base = NRES_ALIGNED if aligned else PES_HP
-  hp = estimators.get_estimator("nres").hparams(**dict(dataclasses.asdict(base), num_pairs=8192))
+  hp = estimators.get_estimator("nres").hparams(**dict(dataclasses.asdict(base), num_pairs=8192,
+                                                       perturbation=perturbation))
   true = (jax.jit(jax.grad(lambda th: _pes_exact(arch, base, th, pool, 3)))(theta)
           if aligned else pes_true)
   est = jax.jit(lambda th, k: _pes_total(arch, "nres", hp, th, pool, k, 3))(
       theta, jax.random.key(300))
   ratio, cos = _stats(est, true)
-  print(f"nres aligned={aligned} ratio {ratio:.4f} cosine {cos:.4f}")
+  print(f"nres aligned={aligned} ({perturbation}) ratio {ratio:.4f} cosine {cos:.4f}")
   if aligned:
     assert abs(ratio - 1.0) <= 0.04 and cos >= 0.99
   else:  # one step of the new episode taken with the old eps: a small, recorded bias
