@@ -3,7 +3,7 @@ vs optax.adam (issue 15: find where VeLO's time goes before choosing a fix).
 
 Run:
   python scripts/cost_update.py                  # the 8-tensor ~1.18M-parameter tree
-  python scripts/cost_update.py --tensors 128
+  python scripts/cost_update.py --tensors 128 --tree mixed
 
 Load-independent (it reads the compiled program's cost analysis, nothing is timed), so it can
 run on a busy machine. "floats accessed" is XLA's "bytes accessed" / 4 / parameters: the
@@ -46,9 +46,10 @@ def cost(tx: optax.GradientTransformationExtraArgs, params) -> tuple[float, floa
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--tensors", type=int, default=8)
+  p.add_argument("--tree", choices=bench_update.TREES, default="square")
   a = p.parse_args()
-  params = bench_update.make_tree(a.tensors)
-  print(f"| optimizer ({a.tensors} tensors) | flops / param | floats accessed / param |")
+  params = bench_update.make_tree(a.tensors, a.tree)
+  print(f"| optimizer ({a.tree}, {a.tensors} tensors) | flops / param | floats accessed / param |")
   print("|---|---|---|")
   rows = [("optax.adam", optax.adam(1e-3))]
   for name in learned_opt.architectures():

@@ -118,17 +118,16 @@ def _clip_log_abs(v: jax.Array, scale: float) -> jax.Array:
   return jnp.clip(jnp.log(1e-8 + jnp.abs(v * scale)), -5, 5) * 0.5
 
 
-def tensor_deviations(mom, rms, centre, mask) -> jax.Array:
-  """(blocks, 6): per-block sums of (m_d - centre_d)**2 and (rms - centre_d)**2.
+def deviation_terms(mom, rms, centre, mask) -> list[jax.Array]:
+  """6 (blocks, block) terms whose block sums are (m_d - centre_d)**2 and (rms - centre_d)**2.
 
   ``centre`` (blocks, 3) is each block's tensor mean of the momenta. Two passes
   (means first, then squared deviations) as the reference: one-pass
   E[x^2] - E[x]^2 cancels catastrophically when the mean dominates.
   Quirk: var_rms is centred on the *momentum* means, so it has 3 columns.
   """
-  dev = lambda x, d: jnp.sum(jnp.where(mask, jnp.square(x - centre[:, d, None]), 0.0), axis=-1)
-  return jnp.stack([dev(m, d) for d, m in enumerate(mom)] + [dev(rms, d) for d in range(3)],
-                   axis=-1)
+  dev = lambda x, d: jnp.where(mask, jnp.square(x - centre[:, d, None]), 0.0)
+  return [dev(m, d) for d, m in enumerate(mom)] + [dev(rms, d) for d in range(3)]
 
 
 def lstm_inputs(layout: Layout, sum_p2, mean_m, mean_rms, deviations, fraction_trained,
@@ -138,7 +137,7 @@ def lstm_inputs(layout: Layout, sum_p2, mean_m, mean_rms, deviations, fraction_t
   Quirk: these use the accumulators from *before* this step's update (the MLP
   sees the updated ones). All features are of ``x * rsqrt(mean(p**2))``; the
   scale is applied to the per-tensor sums instead of to every element.
-  ``deviations`` is ``tensor_deviations`` summed per tensor, (T, 6).
+  ``deviations`` is ``deviation_terms`` summed per tensor, (T, 6).
   """
   n = jnp.asarray(layout.sizes)
   norm_mult = jax.lax.rsqrt(jnp.maximum(1e-9, sum_p2 / n))
@@ -277,20 +276,31 @@ def mlp_inputs(g, p, mom, rms, tables: Tables, row_idx, col_idx) -> list[jax.Arr
           + [jax.lax.rsqrt(x + 1e-8) for x in col] + mom_mult)
 
 
-def block_sumsq(cols, mask) -> jax.Array:
-  """(blocks, 18): per-block sums of squares of the per-element input columns.
+def sumsq_terms(cols, mask) -> list[jax.Array]:
+  """18 (blocks, block) terms whose block sums are the squares of the per-element input columns.
 
   Padding is zero in every element column except rsqrt(rms) (column 10).
   """
-  sums = [jnp.sum(jnp.square(jnp.where(mask, cols[c], 0.0) if c == 10 else cols[c]), axis=-1)
+  return [jnp.square(jnp.where(mask, cols[c], 0.0) if c == 10 else cols[c])
           for c in _ELEMENT_COLUMNS]
+
+
+def lane_sums(terms: list[jax.Array]) -> jax.Array:
+  """(blocks, len(terms)): each (blocks, block) term summed over its lanes.
+
+  One variadic reduction, so XLA:CPU computes every term in a single loop;
+  separate ``jnp.sum`` calls each become a kernel of their own that re-reads
+  (and re-computes) its inputs, ~1.5x slower for these 24 sums.
+  """
+  sums = jax.lax.reduce(terms, [np.float32(0)] * len(terms),
+                        lambda a, b: [x + y for x, y in zip(a, b)], (1,))
   return jnp.stack(sums, axis=-1)
 
 
 def mlp_input_sumsq(layout: Layout, element_sums, tables: Tables) -> jax.Array:
   """(T, 30) per-tensor sums of squares of the input columns.
 
-  ``element_sums`` (T, 18) are ``block_sumsq`` summed per tensor. The 12 row/column
+  ``element_sums`` (T, 18) are ``sumsq_terms`` summed per tensor. The 12 row/column
   columns are summed on the small tables instead, each entry weighted by the
   number of elements that read it.
   """
@@ -361,39 +371,31 @@ MLP_CHUNKS = 4
 SUMSQ_CHUNKS = 16  # both must divide layout.BLOCK_MULTIPLE
 
 
-def map_blocks(fn, xs, num_chunks: int = MLP_CHUNKS):
+def map_blocks(fn, xs, num_chunks: int):
   """``fn`` over ``num_chunks`` slices of the leading (block) axis, as a loop.
 
   A loop, not one big expression, because XLA otherwise fuses the whole
-  elementwise MLP into each per-leaf slice of the result, compiling one copy
-  of it per parameter tensor (21 s instead of 3 s at 128 tensors). The loop's
-  output is materialised, so the graph stays the same size for any number of
-  tensors; each chunk is still large enough to use every core.
+  elementwise computation into each per-leaf slice of its consumers,
+  compiling one copy of it per parameter tensor (21 s instead of 3 s at 128
+  tensors). The loop's output is materialised, so the graph stays the same
+  size for any number of tensors.
   """
   nb = jax.tree.leaves(xs)[0].shape[0]
-  size = -(-nb // num_chunks)
-  pad = size * num_chunks - nb
-
-  def split(x):
-    if pad:
-      x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-    return x.reshape((num_chunks, size) + x.shape[1:])
-
+  split = lambda x: x.reshape((num_chunks, nb // num_chunks) + x.shape[1:])
   out = jax.lax.map(fn, jax.tree.map(split, xs))
-  return jax.tree.map(lambda y: y.reshape((num_chunks * size,) + y.shape[2:])[:nb], out)
+  return jax.tree.map(lambda y: y.reshape((nb,) + y.shape[2:]), out)
 
 
-def tensor_means(layout: Layout, p, state: VeloState):
-  """Per tensor: sum of p**2 (T,), momentum means (T, 3) and rms mean (T,).
+def tensor_means(layout: Layout, state: VeloState):
+  """Per tensor: momentum means (T, 3) and rms mean (T,).
 
   The means are of the accumulators from *before* this step: they centre the
-  LSTM's deviation features (see ``tensor_deviations``).
+  LSTM's deviation features (see ``deviation_terms``).
   """
   n = jnp.asarray(layout.sizes)
-  sum_p2 = layout.per_tensor_sum(p * p)
   mean_m = jnp.stack([layout.per_tensor_sum(m) for m in state.mom], axis=1) / n[:, None]
   mean_rms = layout.per_tensor_sum(state.rms) / n
-  return sum_p2, mean_m, mean_rms
+  return mean_m, mean_rms
 
 
 def update_second_moments(layout: Layout, g, fac_moments, state: VeloState):
@@ -409,37 +411,42 @@ def update_second_moments(layout: Layout, g, fac_moments, state: VeloState):
   return v_diag, v_row, v_col, make_tables(v_diag, v_row, v_col, row_factor, col_factor)
 
 
-def accumulator_pass(layout: Layout, tables: Tables, idx, g, p, state: VeloState, centre):
-  """New momenta and rms, and per-tensor sums (T, 6 + 18) for the LSTM and the MLP.
+def new_accumulators(g, mom, rms):
+  """This step's momenta and rms (HyperV2's vec_rolling_mom / vec_rolling_rms)."""
+  return tuple(_ema(d, m, g) for d, m in zip(MOM_DECAYS, mom)), _ema(RMS_DECAY, rms, g * g)
+
+
+def accumulator_sums(layout: Layout, tables: Tables, idx, g, p, state: VeloState, centre):
+  """Per-tensor sums (T, 6 + 18) for the LSTM and the MLP-input normalisation.
 
   ``idx`` is ``(row_idx, col_idx)`` as arrays and ``centre`` (blocks, 3) each
-  block's ``mean_m``. The first 6 sums are ``tensor_deviations`` (of the old
-  accumulators), the other 18 ``block_sumsq`` (of the new ones).
+  block's ``mean_m``. The first 6 sums are ``deviation_terms`` (of the old
+  accumulators), the other 18 ``sumsq_terms`` (of the new ones; their third,
+  sum(p**2), is also the LSTM's). The new accumulators are recomputed by
+  ``mlp_step`` rather than stored here: storing them cost more than the
+  four multiply-adds.
   """
   mask = layout.lane_mask()
 
   def element_pass(xs):
     g, p, mom, rms, row_idx, col_idx, mask, centre = xs
-    deviations = tensor_deviations(mom, rms, centre, mask)  # old accumulators: LSTM
-    mom = tuple(_ema(d, m, g) for d, m in zip(MOM_DECAYS, mom))
-    rms = _ema(RMS_DECAY, rms, g * g)
-    sumsq = block_sumsq(mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx), mask)
-    return mom, rms, jnp.concatenate([deviations, sumsq], axis=1)
+    deviations = deviation_terms(mom, rms, centre, mask)  # old accumulators: LSTM
+    mom, rms = new_accumulators(g, mom, rms)
+    cols = mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx)
+    return lane_sums(deviations + sumsq_terms(cols, mask))
 
-  # One loop over cache-sized chunks: the accumulator update, the LSTM's
-  # deviation sums and the 18 reductions for the MLP-input normalisation
-  # re-read data that is still in cache (2.5x faster on CPU than full passes).
-  mom, rms, block_sums = map_blocks(
-      element_pass, (g, p, state.mom, state.rms, *idx, mask, centre), num_chunks=SUMSQ_CHUNKS)
-  return mom, rms, layout.sum_blocks(block_sums.T).T
+  # One loop over cache-sized chunks, so the 24 sums re-read data in cache.
+  block_sums = map_blocks(element_pass, (g, p, state.mom, state.rms, *idx, mask, centre),
+                          SUMSQ_CHUNKS)
+  return layout.sum_blocks(block_sums.T).T
 
 
 def lstm_step(theta, layout: Layout, state: VeloState, tensor_stats, deviations, loss_feats,
               num_steps: int):
   """The per-tensor LSTM: (controls (T, K), lr_mult (T,), hidden, cell).
 
-  ``tensor_stats`` is ``tensor_means``'s output, ``deviations`` the first 6
-  columns of ``accumulator_pass``'s sums and ``loss_feats`` this step's 9 loss
+  ``tensor_stats`` is ``(sum_p2, *tensor_means)``, ``deviations`` the first 6
+  columns of ``accumulator_sums`` and ``loss_feats`` this step's 9 loss
   features.
   """
   fraction = state.iteration.astype(jnp.float32) / jnp.float32(num_steps)
@@ -447,13 +454,15 @@ def lstm_step(theta, layout: Layout, state: VeloState, tensor_stats, deviations,
   return run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
 
 
-def mlp_step(theta, layout: Layout, tables: Tables, idx, elements, sum_p2, element_sums,
-             controls, lr_mult):
-  """The update (blocks, block) from the per-tensor mixed MLPs, in one chunked loop.
+def mlp_step(theta, layout: Layout, tables: Tables, idx, g, p, state: VeloState, sum_p2,
+             element_sums, controls, lr_mult, keep):
+  """The update and new accumulators from the per-tensor mixed MLPs, in one chunked loop.
 
-  ``elements`` is ``(g, p, mom, rms)`` with the new accumulators, ``element_sums``
-  the last 18 columns of ``accumulator_pass``'s sums; ``controls`` and
-  ``lr_mult`` come from ``lstm_step``.
+  ``element_sums`` are the last 18 columns of ``accumulator_sums``; ``controls``
+  and ``lr_mult`` come from ``lstm_step``. ``keep`` (bool) is False on a step
+  ``small_state_ok`` rejects: the accumulators then keep their old values
+  (selected here, in the same pass, instead of in a pass of their own).
+  Returns ``(update, mom, rms)``.
   """
   n = jnp.asarray(layout.sizes)
   bt = jnp.asarray(layout.block_tensor)
@@ -464,15 +473,19 @@ def mlp_step(theta, layout: Layout, tables: Tables, idx, elements, sum_p2, eleme
   param_scale = jnp.sqrt(sum_p2 / n + 1e-9)
 
   def block_step(xs):
-    g, p, mom, rms, row_idx, col_idx, layers, param_scale, lr_mult = xs
+    g, p, *old, row_idx, col_idx, layers, param_scale, lr_mult = xs
+    mom, rms = new_accumulators(g, old[:3], old[3])
     cols = mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx)
     direction, magnitude = apply_mlp(cols, layers)
     # direction * param_scale * exp(0.001 magnitude) * 0.001 * lr_mult, in the
     # reference's order of multiplication.
     step = direction * (param_scale[:, None] * jnp.exp(magnitude * EXP_MULT)) * STEP_MULT
-    return -(lr_mult[:, None] * step)  # the update is -step
+    new = [jnp.where(keep, x, o) for x, o in zip((*mom, rms), old)]
+    return [-(lr_mult[:, None] * step)] + new  # the update is -step
 
-  return map_blocks(block_step, (*elements, *idx, layers, param_scale[bt], lr_mult[bt]))
+  step, *acc = map_blocks(block_step, (g, p, *state.mom, state.rms, *idx, layers,
+                                       param_scale[bt], lr_mult[bt]), MLP_CHUNKS)
+  return step, tuple(acc[:3]), acc[3]
 
 
 def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, value,
@@ -481,27 +494,28 @@ def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, valu
 
   Returns (update, new state); the new params are ``p + update``. The LSTM
   reads statistics of the accumulators from before this step, the MLP the
-  updated ones; both look up the updated Adafactor tables.
+  updated ones; both look up the updated Adafactor tables. A step with a
+  non-finite loss, update or state is skipped (``skip_non_finite``).
   """
   bt = jnp.asarray(layout.block_tensor)
-  stats = tensor_means(layout, p, state)
-  sum_p2, mean_m, _ = stats
+  mean_m, mean_rms = tensor_means(layout, state)
   v_diag, v_row, v_col, tables = update_second_moments(layout, g, fac_moments, state)
   idx = (jnp.asarray(layout.row_idx), jnp.asarray(layout.col_idx))
-  mom, rms, tensor_sums = accumulator_pass(layout, tables, idx, g, p, state, mean_m[bt])
+  tensor_sums = accumulator_sums(layout, tables, idx, g, p, state, mean_m[bt])
+  sum_p2 = tensor_sums[:, 6 + 2]  # sumsq_terms' column of p
   # Loss history (shared by all tensors), then the LSTM and the MLP.
   means, running_min = update_loss_buffer(state.loss_means, state.loss_min, state.loss_decays,
                                           state.iteration, value)
   loss_feats = loss_features(means, running_min, state.loss_decays, state.iteration + 1)
-  controls, lr_mult, hidden, cell = lstm_step(theta, layout, state, stats, tensor_sums[:, :6],
-                                              loss_feats, num_steps)
-  step = mlp_step(theta, layout, tables, idx, (g, p, mom, rms), sum_p2, tensor_sums[:, 6:],
-                  controls, lr_mult)
-  new_state = VeloState(mom=mom, rms=rms, v_diag=v_diag, v_row=v_row, v_col=v_col,
-                        lstm_hidden=hidden, lstm_cell=cell, loss_means=means,
-                        loss_min=running_min, loss_decays=state.loss_decays,
-                        iteration=state.iteration + 1)
-  return step, new_state
+  controls, lr_mult, hidden, cell = lstm_step(theta, layout, state, (sum_p2, mean_m, mean_rms),
+                                              tensor_sums[:, :6], loss_feats, num_steps)
+  new = state._replace(v_diag=v_diag, v_row=v_row, v_col=v_col, lstm_hidden=hidden,
+                       lstm_cell=cell, loss_means=means, loss_min=running_min,
+                       iteration=state.iteration + 1)
+  ok = small_state_ok(value, new)
+  step, mom, rms = mlp_step(theta, layout, tables, idx, g, p, state, sum_p2,
+                            tensor_sums[:, 6:], controls, lr_mult, ok)
+  return skip_non_finite(ok, step, new._replace(mom=mom, rms=rms), state)
 
 
 def init_velo_state(theta, params, num_steps: int) -> VeloState:
@@ -522,23 +536,31 @@ def init_velo_state(theta, params, num_steps: int) -> VeloState:
       loss_decays=loss_decays(num_steps), iteration=jnp.zeros((), jnp.int32))
 
 
-def skip_non_finite(loss, step, new: VeloState, old: VeloState):
-  """``(step, new)``, or a zero step and the ``old`` state where either is not finite.
+def small_state_ok(loss, new: VeloState) -> jax.Array:
+  """True where the loss and the new LSTM, loss and row/column state are all finite."""
+  ok = jnp.isfinite(loss)
+  for x in (new.lstm_hidden, new.lstm_cell, new.loss_means, new.loss_min, new.v_row, new.v_col):
+    ok = ok & jnp.all(jnp.isfinite(x))
+  return ok
+
+
+def skip_non_finite(ok, step, new: VeloState, old: VeloState):
+  """``(step, new)``, or a zero step and the ``old`` state where ``ok`` or the step is not finite.
 
   Not in the reference, where one NaN or -inf loss makes the loss EMAs, then
   the LSTM state and every later update NaN for good. A step whose loss, update
   or LSTM/loss state is not finite is skipped instead (the step count stays
-  too); the moments need no check, as clipped, NaN-free gradients keep them
-  finite. On finite results this is the identity, so the reference agreement
-  holds.
+  too). ``ok`` is ``small_state_ok``, with which ``mlp_step`` has already kept
+  the old momenta and rms. Those need no check of their own, as clipped,
+  NaN-free gradients keep them finite; so, at the price of one pass fewer, they
+  are the only state that advances on a step skipped for its update alone.
+  On finite results this is the identity, so the reference agreement holds.
   """
-  small = (step, new.lstm_hidden, new.lstm_cell, new.loss_means, new.loss_min, new.v_row,
-           new.v_col)
-  ok = jnp.isfinite(loss)
-  for x in small:
-    ok = ok & jnp.all(jnp.isfinite(x))
+  ok = ok & jnp.all(jnp.isfinite(step))
   keep = lambda n, o: jnp.where(ok, n, o)
-  return jnp.where(ok, step, 0.0), jax.tree.map(keep, new, old)
+  accumulators = new.mom, new.rms
+  state = jax.tree.map(keep, new._replace(mom=old.mom, rms=old.rms), old)
+  return jnp.where(ok, step, 0.0), state._replace(mom=accumulators[0], rms=accumulators[1])
 
 
 def apply_velo(theta, updates, state: VeloState, params, value, *, num_steps: int,
@@ -551,25 +573,35 @@ def apply_velo(theta, updates, state: VeloState, params, value, *, num_steps: in
   g_leaves, treedef = jax.tree.flatten(updates)
   p_leaves = [jnp.asarray(x) for x in jax.tree.leaves(params)]
   layout = make_layout([jnp.shape(x) for x in p_leaves])
+  g_leaves = [prepare_grad(g, p, weight_decay) for g, p in zip(g_leaves, p_leaves)]
   # Barrier: materialise the flat arrays once. XLA would otherwise fuse the
   # concatenation into consumers, each element access becoming a select
   # over all leaves.
   g, p = jax.lax.optimization_barrier((layout.flatten(g_leaves), layout.flatten(p_leaves)))
   loss = value
-  if weight_decay:  # learned_optimization's WeightDecayWrapper: before the clip
-    wd = jnp.float32(weight_decay)
-    g = g + wd * p
-    loss = loss + jnp.sum(layout.per_tensor_sum(p * p) * wd)
-  # Quirk: gradients are clipped to +-1000 before everything else. Guard (not
-  # in the reference): the clip maps +-inf to +-1000, and a NaN element is
-  # zeroed, as mlp does, so one NaN gradient cannot poison the moments.
-  g = jnp.clip(g, -GRAD_CLIP, GRAD_CLIP)
-  g = jnp.where(jnp.isnan(g), 0.0, g)
+  if weight_decay:  # learned_optimization's WeightDecayWrapper
+    loss = loss + jnp.sum(layout.per_tensor_sum(p * p) * jnp.float32(weight_decay))
   fac_moments = factored_grad_moments(layout, g)
-  step, new_state = velo_update(theta, layout, g, p, fac_moments, state, loss, num_steps)
-  step, state = skip_non_finite(loss, step, new_state, state)
+  step, state = velo_update(theta, layout, g, p, fac_moments, state, loss, num_steps)
   out = layout.unflatten(step, [x.dtype for x in p_leaves])
   return jax.tree.unflatten(treedef, out), state
+
+
+def prepare_grad(g, p, weight_decay: float) -> jax.Array:
+  """One leaf's float32 gradient with weight decay, clipped and NaN-free.
+
+  Per leaf, so that it fuses into ``Layout.flatten``'s copy instead of being a
+  pass of its own. Weight decay (learned_optimization's WeightDecayWrapper)
+  comes before the clip. Quirk: gradients are clipped to +-1000 before
+  everything else. Guard (not in the reference): the clip maps +-inf to
+  +-1000, and a NaN element is zeroed, as mlp does, so one NaN gradient
+  cannot poison the moments.
+  """
+  g = jnp.asarray(g).astype(jnp.float32)
+  if weight_decay:
+    g = g + jnp.float32(weight_decay) * p.astype(jnp.float32)
+  g = jnp.clip(g, -GRAD_CLIP, GRAD_CLIP)
+  return jnp.where(jnp.isnan(g), 0.0, g)
 
 
 def scale_by_velo(theta, *, num_steps: int, weight_decay: float = 0.0
