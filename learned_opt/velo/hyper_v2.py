@@ -226,31 +226,47 @@ def update_factored(layout: Layout, v_row, v_col, row_mean, col_mean):
   return v_row, v_col, row_factor, col_factor
 
 
-class Tables(NamedTuple):
-  """Per decay, the values that elements look up by ``layout.row_idx``/``col_idx``.
+class FactoredTables(NamedTuple):
+  """Per decay, the factored tensors' row and column entries, (3, R) and (3, C).
 
-  Each table is ``[unfactored moments of the diagonal blocks, factored entries]``
-  so one gather serves both kinds of tensor.
+  Elements of the factored blocks look them up by ``layout.row_idx``/``col_idx``.
   """
+
+  row: jax.Array  # v_row
+  col: jax.Array  # v_col
+  row_factor: jax.Array
+  col_factor: jax.Array
+
+
+class ElementMoments(NamedTuple):
+  """Per decay, the Adafactor values one element reads, each a list of 3 arrays."""
 
   row: list[jax.Array]  # second moment seen as "row" feature
   col: list[jax.Array]
   row_factor_g: list[jax.Array]  # multiplies g in fac_g
   row_factor_m: list[jax.Array]  # multiplies m in fac_mom_mult
-  col_factor: list[jax.Array]
+  col_factor: list  # arrays, or 1.0 for an unfactored moment
 
 
-def make_tables(v_diag, v_row, v_col, row_factor, col_factor) -> Tables:
-  cat = lambda a, b: jnp.concatenate([a.reshape(-1), b])
-  ones = jnp.ones((v_diag[0].size,), jnp.float32)
-  # Quirk: an unfactored moment fills both the "row" and "column" slots, and
-  # fac_g uses safe_rsqrt(v + 1e-9) while fac_mom_mult uses v**-0.5.
-  return Tables(
-      row=[cat(v, r) for v, r in zip(v_diag, v_row)],
-      col=[cat(v, c) for v, c in zip(v_diag, v_col)],
-      row_factor_g=[cat(_safe_rsqrt(v + 1e-9), r) for v, r in zip(v_diag, row_factor)],
-      row_factor_m=[cat(v ** -0.5, r) for v, r in zip(v_diag, row_factor)],
-      col_factor=[jnp.concatenate([ones, c]) for c in col_factor])
+def diag_moments(v) -> ElementMoments:
+  """The values of the unfactored moments ``v`` (3 x (blocks, block)), elementwise.
+
+  Quirk: an unfactored moment fills both the "row" and "column" slots, its
+  column factor is 1, and fac_g uses safe_rsqrt(v + 1e-9) while fac_mom_mult
+  uses v**-0.5.
+  """
+  return ElementMoments(row=list(v), col=list(v),
+                        row_factor_g=[_safe_rsqrt(x + 1e-9) for x in v],
+                        row_factor_m=[x ** -0.5 for x in v], col_factor=[1.0] * 3)
+
+
+def factored_moments(tables: FactoredTables, row_idx, col_idx) -> ElementMoments:
+  """The factored tables' entries read by the elements at ``row_idx``/``col_idx`` (blocks, block)."""
+  row_factor = [t[row_idx] for t in tables.row_factor]
+  return ElementMoments(row=[t[row_idx] for t in tables.row],
+                        col=[t[col_idx] for t in tables.col],
+                        row_factor_g=row_factor, row_factor_m=row_factor,
+                        col_factor=[t[col_idx] for t in tables.col_factor])
 
 
 # ----------------------------------------------------------------------------
@@ -263,14 +279,12 @@ def make_tables(v_diag, v_row, v_col, row_factor, col_factor) -> Tables:
 _ELEMENT_COLUMNS = tuple(range(15)) + (27, 28, 29)
 
 
-def mlp_inputs(g, p, mom, rms, tables: Tables, row_idx, col_idx) -> list[jax.Array]:
+def mlp_inputs(g, p, mom, rms, moments: ElementMoments) -> list[jax.Array]:
   """The 30 per-parameter input columns, each (num_blocks, block)."""
   rsqrt = jax.lax.rsqrt(rms + 1e-6)
-  col_f = [t[col_idx] for t in tables.col_factor]
-  fac_g = [g * t[row_idx] * cf for t, cf in zip(tables.row_factor_g, col_f)]
-  mom_mult = [m * t[row_idx] * cf for m, t, cf in zip(mom, tables.row_factor_m, col_f)]
-  row = [t[row_idx] for t in tables.row]
-  col = [t[col_idx] for t in tables.col]
+  fac_g = [g * r * c for r, c in zip(moments.row_factor_g, moments.col_factor)]
+  mom_mult = [m * r * c for m, r, c in zip(mom, moments.row_factor_m, moments.col_factor)]
+  row, col = moments.row, moments.col
   return ([g, jnp.clip(g, -0.1, 0.1), p, *mom, rms] + [m * rsqrt for m in mom] + [rsqrt]
           + fac_g + [g * rsqrt] + row + col + [jax.lax.rsqrt(x + 1e-8) for x in row]
           + [jax.lax.rsqrt(x + 1e-8) for x in col] + mom_mult)
@@ -285,6 +299,16 @@ def sumsq_terms(cols, mask) -> list[jax.Array]:
           for c in _ELEMENT_COLUMNS]
 
 
+def diag_sumsq_terms(v, mask) -> list[jax.Array]:
+  """6 (blocks, block) terms whose block sums are the squares of v and rsqrt(v + 1e-8).
+
+  On the diagonal blocks these are the row and also the column input columns
+  (``diag_moments``); padding is masked.
+  """
+  square = lambda x: jnp.where(mask, jnp.square(x), 0.0)
+  return [square(x) for x in v] + [square(jax.lax.rsqrt(x + 1e-8)) for x in v]
+
+
 def lane_sums(terms: list[jax.Array]) -> jax.Array:
   """(blocks, len(terms)): each (blocks, block) term summed over its lanes.
 
@@ -297,10 +321,11 @@ def lane_sums(terms: list[jax.Array]) -> jax.Array:
   return jnp.stack(sums, axis=-1)
 
 
-def mlp_input_sumsq(layout: Layout, element_sums, tables: Tables) -> jax.Array:
+def mlp_input_sumsq(layout: Layout, element_sums, diag_sums, tables: FactoredTables) -> jax.Array:
   """(T, 30) per-tensor sums of squares of the input columns.
 
-  ``element_sums`` (T, 18) are ``sumsq_terms`` summed per tensor. The 12 row/column
+  ``element_sums`` (T, 18) are ``sumsq_terms`` and ``diag_sums`` (T, 6)
+  ``diag_sumsq_terms`` summed per tensor. The factored tensors' 12 row/column
   columns are summed on the small tables instead, each entry weighted by the
   number of elements that read it.
   """
@@ -313,10 +338,11 @@ def mlp_input_sumsq(layout: Layout, element_sums, tables: Tables) -> jax.Array:
   rt, rm = layout.row_table_tensor, layout.row_table_mult
   ct, cm = layout.col_table_tensor, layout.col_table_mult
   for d in range(3):
-    sums[15 + d] = table_sum(tables.row[d], rt, rm)
-    sums[18 + d] = table_sum(tables.col[d], ct, cm)
-    sums[21 + d] = table_sum(jax.lax.rsqrt(tables.row[d] + 1e-8), rt, rm)
-    sums[24 + d] = table_sum(jax.lax.rsqrt(tables.col[d] + 1e-8), ct, cm)
+    v2, rsqrt2 = diag_sums[:, d], diag_sums[:, 3 + d]
+    sums[15 + d] = v2 + table_sum(tables.row[d], rt, rm)
+    sums[18 + d] = v2 + table_sum(tables.col[d], ct, cm)
+    sums[21 + d] = rsqrt2 + table_sum(jax.lax.rsqrt(tables.row[d] + 1e-8), rt, rm)
+    sums[24 + d] = rsqrt2 + table_sum(jax.lax.rsqrt(tables.col[d] + 1e-8), ct, cm)
   return jnp.stack([sums[c] for c in range(30)], axis=1)
 
 
@@ -368,7 +394,7 @@ def mixed_mlp_weights(theta, controls, input_scale):
 
 
 MLP_CHUNKS = 4
-SUMSQ_CHUNKS = 16  # both must divide layout.BLOCK_MULTIPLE
+SUMSQ_CHUNKS = 16  # both must divide layout.BLOCK_MULTIPLE (a small region runs as one chunk)
 
 
 def map_blocks(fn, xs, num_chunks: int):
@@ -386,6 +412,42 @@ def map_blocks(fn, xs, num_chunks: int):
   return jax.tree.map(lambda y: y.reshape((nb,) + y.shape[2:]), out)
 
 
+def map_regions(layout: Layout, diag_fn, fac_fn, xs, diag_xs, fac_xs, num_chunks: int):
+  """``diag_fn`` over the diagonal blocks, ``fac_fn`` over the factored ones, into one output.
+
+  Each is a loop of ``num_chunks`` calls ``fn(chunk of xs, chunk of its own
+  xs)``: ``xs`` are (num_blocks, ...) arrays, ``diag_xs`` and ``fac_xs`` cover
+  only their region. Two loops rather than one, so that diagonal elements read
+  their own moments elementwise instead of through the factored tables'
+  gathers, and the graph still does not grow with the number of tensors.
+  Both must return the same structure. An empty region runs no loop.
+  """
+  nd, nb = layout.num_diag_blocks, layout.num_blocks
+  regions = [(fn, lo, hi - lo, own) for fn, lo, hi, own
+             in ((diag_fn, 0, nd, diag_xs), (fac_fn, nd, nb, fac_xs)) if hi > lo]
+  take = lambda x, start, size: jax.lax.dynamic_slice_in_dim(x, start, size)
+  # Both loops write into one buffer (in place) and read their chunks of xs
+  # by dynamic slices, so neither the inputs nor the outputs are copied per region.
+  chunks = lambda size: num_chunks if size % num_chunks == 0 else 1  # a small region
+  fn0, _, size0, own0 = regions[0]
+  chunk0 = size0 // chunks(size0)
+  out_chunk = jax.eval_shape(lambda: fn0(jax.tree.map(lambda x: take(x, 0, chunk0), xs),
+                                         jax.tree.map(lambda x: take(x, 0, chunk0), own0)))
+  buf = jax.tree.map(lambda s: jnp.zeros((nb,) + s.shape[1:], s.dtype), out_chunk)
+  for fn, lo, size, own in regions:
+    chunk = size // chunks(size)
+
+    def body(i, buf, fn=fn, lo=lo, chunk=chunk, own=own):
+      start = i * chunk
+      out = fn(jax.tree.map(lambda x: take(x, lo + start, chunk), xs),
+               jax.tree.map(lambda x: take(x, start, chunk), own))
+      return jax.tree.map(lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o, lo + start, 0),
+                          buf, out)
+
+    buf = jax.lax.fori_loop(0, size // chunk, body, buf)
+  return buf
+
+
 def tensor_means(layout: Layout, state: VeloState):
   """Per tensor: momentum means (T, 3) and rms mean (T,).
 
@@ -399,16 +461,16 @@ def tensor_means(layout: Layout, state: VeloState):
 
 
 def update_second_moments(layout: Layout, g, fac_moments, state: VeloState):
-  """New Adafactor moments ``(v_diag, v_row, v_col)`` and the ``Tables`` built on them.
+  """New Adafactor moments ``(v_diag, v_row, v_col)`` and the ``FactoredTables`` built on them.
 
-  These small tables come first because both element passes look them up.
+  These come first because both element passes read them.
   """
   nd = layout.num_diag_blocks
   gsq_diag = g[:nd] * g[:nd] + 1e-30
   v_diag = _ema(FAC_DECAYS[:, None, None], state.v_diag, gsq_diag[None])
   v_row, v_col, row_factor, col_factor = update_factored(layout, state.v_row, state.v_col,
                                                          *fac_moments)
-  return v_diag, v_row, v_col, make_tables(v_diag, v_row, v_col, row_factor, col_factor)
+  return v_diag, v_row, v_col, FactoredTables(v_row, v_col, row_factor, col_factor)
 
 
 def new_accumulators(g, mom, rms):
@@ -416,28 +478,35 @@ def new_accumulators(g, mom, rms):
   return tuple(_ema(d, m, g) for d, m in zip(MOM_DECAYS, mom)), _ema(RMS_DECAY, rms, g * g)
 
 
-def accumulator_sums(layout: Layout, tables: Tables, idx, g, p, state: VeloState, centre):
-  """Per-tensor sums (T, 6 + 18) for the LSTM and the MLP-input normalisation.
+def accumulator_sums(layout: Layout, tables: FactoredTables, v_diag, g, p, state: VeloState,
+                     centre):
+  """Per-tensor sums (T, 6 + 18 + 6) for the LSTM and the MLP-input normalisation.
 
-  ``idx`` is ``(row_idx, col_idx)`` as arrays and ``centre`` (blocks, 3) each
+  ``v_diag`` are the new unfactored moments and ``centre`` (blocks, 3) each
   block's ``mean_m``. The first 6 sums are ``deviation_terms`` (of the old
-  accumulators), the other 18 ``sumsq_terms`` (of the new ones; their third,
-  sum(p**2), is also the LSTM's). The new accumulators are recomputed by
-  ``mlp_step`` rather than stored here: storing them cost more than the
-  four multiply-adds.
+  accumulators), the next 18 ``sumsq_terms`` (of the new ones; their third,
+  sum(p**2), is also the LSTM's) and the last 6 ``diag_sumsq_terms`` (zero on
+  factored tensors). The new accumulators are recomputed by ``mlp_step``
+  rather than stored here: storing them cost more than the four multiply-adds.
   """
-  mask = layout.lane_mask()
 
-  def element_pass(xs):
-    g, p, mom, rms, row_idx, col_idx, mask, centre = xs
+  def element_terms(xs, moments):
+    g, p, mom, rms, mask, centre = xs
     deviations = deviation_terms(mom, rms, centre, mask)  # old accumulators: LSTM
     mom, rms = new_accumulators(g, mom, rms)
-    cols = mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx)
-    return lane_sums(deviations + sumsq_terms(cols, mask))
+    return deviations + sumsq_terms(mlp_inputs(g, p, mom, rms, moments), mask)
 
-  # One loop over cache-sized chunks, so the 24 sums re-read data in cache.
-  block_sums = map_blocks(element_pass, (g, p, state.mom, state.rms, *idx, mask, centre),
-                          SUMSQ_CHUNKS)
+  def diag_pass(xs, v):
+    return lane_sums(element_terms(xs, diag_moments(v)) + diag_sumsq_terms(v, xs[4]))
+
+  def fac_pass(xs, idx):
+    sums = lane_sums(element_terms(xs, factored_moments(tables, *idx)))
+    return jnp.pad(sums, ((0, 0), (0, 6)))
+
+  # Loops over cache-sized chunks, so the 30 sums re-read data in cache.
+  xs = (g, p, state.mom, state.rms, layout.lane_mask(), centre)
+  idx = (jnp.asarray(layout.row_idx), jnp.asarray(layout.col_idx))
+  block_sums = map_regions(layout, diag_pass, fac_pass, xs, tuple(v_diag), idx, SUMSQ_CHUNKS)
   return layout.sum_blocks(block_sums.T).T
 
 
@@ -454,11 +523,11 @@ def lstm_step(theta, layout: Layout, state: VeloState, tensor_stats, deviations,
   return run_lstm(theta, x, state.lstm_hidden, state.lstm_cell)
 
 
-def mlp_step(theta, layout: Layout, tables: Tables, idx, g, p, state: VeloState, sum_p2,
-             element_sums, controls, lr_mult, keep):
-  """The update and new accumulators from the per-tensor mixed MLPs, in one chunked loop.
+def mlp_step(theta, layout: Layout, tables: FactoredTables, v_diag, g, p, state: VeloState,
+             sum_p2, input_sums, controls, lr_mult, keep):
+  """The update and new accumulators from the per-tensor mixed MLPs, in chunked loops.
 
-  ``element_sums`` are the last 18 columns of ``accumulator_sums``; ``controls``
+  ``input_sums`` are the last 24 columns of ``accumulator_sums``; ``controls``
   and ``lr_mult`` come from ``lstm_step``. ``keep`` (bool) is False on a step
   ``small_state_ok`` rejects: the accumulators then keep their old values
   (selected here, in the same pass, instead of in a pass of their own).
@@ -467,15 +536,15 @@ def mlp_step(theta, layout: Layout, tables: Tables, idx, g, p, state: VeloState,
   n = jnp.asarray(layout.sizes)
   bt = jnp.asarray(layout.block_tensor)
   # MLP weights per block, with the input normalisation folded in.
-  sumsq = mlp_input_sumsq(layout, element_sums, tables)
+  sumsq = mlp_input_sumsq(layout, input_sums[:, :18], input_sums[:, 18:], tables)
   input_scale = jax.lax.rsqrt(1e-5 + sumsq / n[:, None])
   layers = [(w[bt], b[bt]) for w, b in mixed_mlp_weights(theta, controls, input_scale)]
   param_scale = jnp.sqrt(sum_p2 / n + 1e-9)
 
-  def block_step(xs):
-    g, p, *old, row_idx, col_idx, layers, param_scale, lr_mult = xs
+  def block_step(xs, moments):
+    g, p, *old, layers, param_scale, lr_mult = xs
     mom, rms = new_accumulators(g, old[:3], old[3])
-    cols = mlp_inputs(g, p, mom, rms, tables, row_idx, col_idx)
+    cols = mlp_inputs(g, p, mom, rms, moments)
     direction, magnitude = apply_mlp(cols, layers)
     # direction * param_scale * exp(0.001 magnitude) * 0.001 * lr_mult, in the
     # reference's order of multiplication.
@@ -483,8 +552,11 @@ def mlp_step(theta, layout: Layout, tables: Tables, idx, g, p, state: VeloState,
     new = [jnp.where(keep, x, o) for x, o in zip((*mom, rms), old)]
     return [-(lr_mult[:, None] * step)] + new  # the update is -step
 
-  step, *acc = map_blocks(block_step, (g, p, *state.mom, state.rms, *idx, layers,
-                                       param_scale[bt], lr_mult[bt]), MLP_CHUNKS)
+  xs = (g, p, *state.mom, state.rms, layers, param_scale[bt], lr_mult[bt])
+  idx = (jnp.asarray(layout.row_idx), jnp.asarray(layout.col_idx))
+  step, *acc = map_regions(layout, lambda xs, v: block_step(xs, diag_moments(v)),
+                           lambda xs, idx: block_step(xs, factored_moments(tables, *idx)),
+                           xs, tuple(v_diag), idx, MLP_CHUNKS)
   return step, tuple(acc[:3]), acc[3]
 
 
@@ -500,8 +572,7 @@ def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, valu
   bt = jnp.asarray(layout.block_tensor)
   mean_m, mean_rms = tensor_means(layout, state)
   v_diag, v_row, v_col, tables = update_second_moments(layout, g, fac_moments, state)
-  idx = (jnp.asarray(layout.row_idx), jnp.asarray(layout.col_idx))
-  tensor_sums = accumulator_sums(layout, tables, idx, g, p, state, mean_m[bt])
+  tensor_sums = accumulator_sums(layout, tables, v_diag, g, p, state, mean_m[bt])
   sum_p2 = tensor_sums[:, 6 + 2]  # sumsq_terms' column of p
   # Loss history (shared by all tensors), then the LSTM and the MLP.
   means, running_min = update_loss_buffer(state.loss_means, state.loss_min, state.loss_decays,
@@ -513,7 +584,7 @@ def velo_update(theta, layout: Layout, g, p, fac_moments, state: VeloState, valu
                        lstm_cell=cell, loss_means=means, loss_min=running_min,
                        iteration=state.iteration + 1)
   ok = small_state_ok(value, new)
-  step, mom, rms = mlp_step(theta, layout, tables, idx, g, p, state, sum_p2,
+  step, mom, rms = mlp_step(theta, layout, tables, v_diag, g, p, state, sum_p2,
                             tensor_sums[:, 6:], controls, lr_mult, ok)
   return skip_non_finite(ok, step, new._replace(mom=mom, rms=rms), state)
 

@@ -3,7 +3,10 @@
 All parameter tensors are raveled (C order), each padded to a whole number of
 blocks of ``block`` lanes, and stacked into one ``(num_blocks, block)`` array.
 Tensors of rank < 2 (HyperV2's "diagonal" second moments) come first, then
-the tensors whose second moments are factored into row and column statistics.
+the tensors whose second moments are factored into row and column statistics;
+each of the two regions is padded with empty blocks to a multiple of
+``BLOCK_MULTIPLE`` (unless it is small), so hyper_v2 runs one loop of whole
+chunks over each.
 
 Every block belongs to one tensor, so per-tensor quantities (LSTM outputs,
 mixed MLP weights) reach the elements by a *broadcast* along the lane axis, and
@@ -25,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 MAX_BLOCK = 256  # lanes per block; a power of two keeps loads aligned.
-BLOCK_MULTIPLE = 16  # a multiple of the number of chunks of hyper_v2's loops
+BLOCK_MULTIPLE = 16  # blocks per region: a multiple of the number of chunks of hyper_v2's loops
+SMALL_REGION = 4  # a region under this many BLOCK_MULTIPLEs is not padded (one chunk)
 NUM_RANK_FEATURES = 5
 
 
@@ -66,15 +70,14 @@ class Layout:
   factored: tuple[tuple[int, int, int], ...]  # (leaf, d1, d0) of each factored leaf, in order
   # Runs of equal-shape factored leaves: (shape, d1, d0, first block, number of leaves).
   fac_groups: tuple[tuple[tuple[int, ...], int, int, int, int], ...]
-  # Per element, the index into the "row" and "column" tables: the unfactored
-  # moments of the diagonal blocks (raveled) followed by the factored v_row
-  # (resp. v_col) entries. An unfactored element indexes its own moment.
-  row_idx: np.ndarray  # (num_blocks, block) int32
-  col_idx: np.ndarray  # (num_blocks, block) int32
-  row_table_tensor: np.ndarray  # (num_diag_blocks * block + R,) int32 owner tensor
-  row_table_mult: np.ndarray  # (...,) float32 elements reading each entry (pads: 0)
-  col_table_tensor: np.ndarray  # (num_diag_blocks * block + C,) int32
-  col_table_mult: np.ndarray  # (...,) float32
+  # Per element of the factored blocks [num_diag_blocks, num_blocks), the
+  # index of its v_row (resp. v_col) entry; padding lanes read entry 0.
+  row_idx: np.ndarray  # (num_blocks - num_diag_blocks, block) int32
+  col_idx: np.ndarray  # (num_blocks - num_diag_blocks, block) int32
+  row_table_tensor: np.ndarray  # (R,) int32 owner tensor of each v_row entry
+  row_table_mult: np.ndarray  # (R,) float32 number of elements reading it
+  col_table_tensor: np.ndarray  # (C,) int32
+  col_table_mult: np.ndarray  # (C,) float32
   row_group: np.ndarray  # (R,) int32: v_row entries averaged together (over axis d1)
   group_count: np.ndarray  # (G,) float32
 
@@ -88,11 +91,11 @@ class Layout:
 
   @property
   def num_rows(self) -> int:
-    return len(self.row_table_tensor) - self.num_diag_blocks * self.block
+    return len(self.row_table_tensor)
 
   @property
   def num_cols(self) -> int:
-    return len(self.col_table_tensor) - self.num_diag_blocks * self.block
+    return len(self.col_table_tensor)
 
   def lane_mask(self) -> jax.Array:
     """(num_blocks, block) bool: True on real elements, False on padding."""
@@ -106,15 +109,15 @@ class Layout:
     in-place updates of a buffer, each compile to a kernel of their own).
     """
     order = np.argsort(self.first_block, kind="stable")
-    pieces = []
+    pieces, pos = [], 0
     for t in order:
-      n = int(np.prod(self.shapes[t]))
+      start = int(self.first_block[t]) * self.block
+      if start > pos:  # the previous leaf's padding lanes and any empty blocks
+        pieces.append(jnp.zeros((start - pos,), jnp.float32))
       pieces.append(jnp.reshape(leaves[t], (-1,)).astype(jnp.float32))
-      pad = -(-n // self.block) * self.block - n
-      if pad:
-        pieces.append(jnp.zeros((pad,), jnp.float32))
-    tail = self.num_blocks * self.block - sum(int(x.shape[0]) for x in pieces)
-    if tail:  # the empty trailing blocks
+      pos = start + int(np.prod(self.shapes[t]))
+    tail = self.num_blocks * self.block - pos
+    if tail:  # the last leaf's padding and the empty trailing blocks
       pieces.append(jnp.zeros((tail,), jnp.float32))
     return jnp.concatenate(pieces).reshape(self.num_blocks, self.block)
 
@@ -157,52 +160,40 @@ def _block_size(sizes: Sequence[int]) -> int:
   return int(min(MAX_BLOCK, max(8, 1 << (max(largest, 1) - 1).bit_length())))
 
 
-def _assign_blocks(sizes: Sequence[int], order: Sequence[int], block: int):
-  """Whole blocks for each tensor, in ``order``, then empty blocks at the end.
+def _assign_blocks(sizes: Sequence[int], order: Sequence[int], block: int, start: int):
+  """Whole blocks from ``start`` for each tensor in ``order``, then empty blocks.
 
-  Returns ``(first_block, block_tensor, block_valid, extra)``: the (T,) first
-  block of each tensor, the lists of each block's tensor and number of real
-  lanes, and the number of empty trailing blocks.
+  Returns ``(first_block, block_tensor, block_valid)``: a dict of each
+  tensor's first block, and the lists of each block's tensor and number of
+  real lanes. The empty blocks (owned by the last tensor, no real lanes)
+  make the count of a region that is not small a multiple of BLOCK_MULTIPLE,
+  so hyper_v2's loops split it into whole chunks without copies.
   """
-  first_block = np.zeros(len(sizes), np.int64)
-  block_tensor, block_valid = [], []
+  first_block, block_tensor, block_valid = {}, [], []
   for t in order:
     n = sizes[t]
     nblocks = -(-n // block)
-    first_block[t] = len(block_tensor)
+    first_block[t] = start + len(block_tensor)
     block_tensor += [t] * nblocks
     block_valid += [min(block, n - i * block) for i in range(nblocks)]
-  # Empty blocks at the end make the count a multiple of BLOCK_MULTIPLE, so
-  # the MLP loop (hyper_v2.map_blocks) splits it without copies.
-  extra = -len(block_tensor) % BLOCK_MULTIPLE
+  # A small region (a few bias vectors) stays unpadded and runs as one chunk:
+  # padding it would cost more state than its loop saves.
+  small = len(block_tensor) < SMALL_REGION * BLOCK_MULTIPLE
+  extra = 0 if small else -len(block_tensor) % BLOCK_MULTIPLE
   block_tensor += [block_tensor[-1] if block_tensor else 0] * extra
   block_valid += [0] * extra
-  return first_block, block_tensor, block_valid, extra
+  return first_block, block_tensor, block_valid
 
 
-def _diag_entries(block_tensor, block_valid, num_diag_blocks: int, block: int):
-  """Owner tensor and multiplicity of the diagonal blocks' table entries, one per lane.
-
-  A rank < 2 tensor's element reads its own moment, so the multiplicity is 1
-  on real lanes and 0 on padding.
-  """
-  valid = (np.arange(block)[None, :]
-           < np.asarray(block_valid[:num_diag_blocks], np.int64)[:, None])
-  owner = np.repeat(np.asarray(block_tensor[:num_diag_blocks], np.int32), block)
-  return owner, valid.reshape(-1).astype(np.float32)
-
-
-def _lookup_table(shapes, fac: Sequence[int], diag_entries, block: int, extra: int, side: str):
+def _lookup_table(shapes, fac: Sequence[int], block: int, num_blocks: int, side: str):
   """``(idx, owner, mult)`` of the ``side="row"`` or ``"col"`` table (see ``Layout``).
 
-  The table is the diagonal blocks' entries (``_diag_entries``), then those of
-  each factored tensor in ``fac`` order: its moments reduced over axis ``d0``
-  (rows) or ``d1`` (columns), which that many elements read. Padding lanes
-  and the ``extra`` empty trailing blocks read entry ``nd``.
+  The table holds each factored tensor's entries in ``fac`` order: its
+  moments reduced over axis ``d0`` (rows) or ``d1`` (columns), which that
+  many elements read. ``idx`` covers the ``num_blocks`` factored blocks;
+  padding lanes and empty blocks read entry 0.
   """
-  diag_owner, diag_mult = diag_entries
-  nd = diag_owner.shape[0]  # one entry per lane of the diagonal blocks
-  idx, owner, mult = [np.arange(nd, dtype=np.int64)], [diag_owner], [diag_mult]
+  idx, owner, mult = [], [], []
   offset = 0
   for t in fac:
     shape = shapes[t]
@@ -210,13 +201,14 @@ def _lookup_table(shapes, fac: Sequence[int], diag_entries, block: int, extra: i
     d1, d0 = factored_dims(shape)
     drop = d0 if side == "row" else d1
     pad = -(-n // block) * block - n
-    idx.append(np.pad(_broadcast_ids(shape, drop) + nd + offset, (0, pad), constant_values=nd))
+    idx.append(np.pad(_broadcast_ids(shape, drop) + offset, (0, pad)))
     entries = n // shape[drop]
     owner.append(np.full(entries, t, np.int32))
     mult.append(np.full(entries, shape[drop], np.float32))
     offset += entries
-  idx.append(np.full(extra * block, nd, np.int64))  # the empty trailing blocks
-  return _cat(idx, np.int32).reshape(-1, block), _cat(owner, np.int32), _cat(mult, np.float32)
+  idx = _cat(idx, np.int32)
+  idx = np.pad(idx, (0, num_blocks * block - idx.shape[0]))  # the empty blocks
+  return idx.reshape(num_blocks, block), _cat(owner, np.int32), _cat(mult, np.float32)
 
 
 def _row_groups(shapes, fac: Sequence[int]):
@@ -269,17 +261,19 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
   # row/column statistics are one reduction over a slice of the flat array.
   fac = sorted((t for t, s in enumerate(shapes) if factored_dims(s) is not None),
                key=lambda t: (shapes[t], t))
-  first_block, block_tensor, block_valid, extra = _assign_blocks(sizes, diag + fac, block)
-  num_diag_blocks = int(sum(-(-sizes[t] // block) for t in diag))
-  diag_entries = _diag_entries(block_tensor, block_valid, num_diag_blocks, block)
-  row_idx, row_tensor, row_mult = _lookup_table(shapes, fac, diag_entries, block, extra, "row")
-  col_idx, col_tensor, col_mult = _lookup_table(shapes, fac, diag_entries, block, extra, "col")
+  diag_first, diag_tensor, diag_valid = _assign_blocks(sizes, diag, block, 0)
+  num_diag_blocks = len(diag_tensor)
+  fac_first, fac_tensor, fac_valid = _assign_blocks(sizes, fac, block, num_diag_blocks)
+  first_block = np.asarray([{**diag_first, **fac_first}[t] for t in range(len(shapes))],
+                           np.int64)
+  row_idx, row_tensor, row_mult = _lookup_table(shapes, fac, block, len(fac_tensor), "row")
+  col_idx, col_tensor, col_mult = _lookup_table(shapes, fac, block, len(fac_tensor), "col")
   row_group, group_count = _row_groups(shapes, fac)
   factored = tuple((t, *factored_dims(shapes[t])) for t in fac)
   return Layout(
       shapes=shapes, block=block, first_block=first_block,
-      block_tensor=np.asarray(block_tensor, np.int32),
-      block_valid=np.asarray(block_valid, np.int32),
+      block_tensor=np.asarray(diag_tensor + fac_tensor, np.int32),
+      block_valid=np.asarray(diag_valid + fac_valid, np.int32),
       num_diag_blocks=num_diag_blocks,
       sizes=np.asarray(sizes, np.float32), rank_one_hot=_rank_one_hot(shapes),
       factored=factored, fac_groups=_fac_groups(shapes, factored, first_block),
