@@ -40,8 +40,10 @@ class MLPLOpt(base.LearnedOptimizer):
     step_mult: base step size; with ``step_scale="fixed"`` the untrained
       optimizer's effective Adam LR, otherwise a multiplier of that scale.
     step_scale: what the step is relative to (:mod:`learned_opt.step_scale`):
-      "fixed", "param_rms" (each tensor's parameter RMS) or "distance"
-      (Prodigy's online estimate of the distance to the solution).
+      "fixed", "param_rms" (each tensor's parameter RMS), "distance"
+      (Prodigy's online estimate of the distance to the solution) or
+      "prodigy" (a learned residual on Prodigy's own update: untrained, with
+      ``step_mult=1``, it is ``optax.contrib.prodigy``; 2 more floats/param).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
   """
@@ -80,6 +82,8 @@ class MLPLOpt(base.LearnedOptimizer):
 
     def init_extra(layout, p):
       del layout
+      if self.step_scale == "prodigy":
+        return step_scale.init_prodigy(p)
       return step_scale.init_distance(p) if self.step_scale == "distance" else ()
 
     def step_fn(layout, extra, stats, x, time, loss_feats, g, p):
@@ -91,8 +95,13 @@ class MLPLOpt(base.LearnedOptimizer):
       elif self.step_scale == "distance":
         extra = step_scale.update_distance(extra, g, p)
         scale = scale * extra.d
+      elif self.step_scale == "prodigy":
+        extra, d, direction = step_scale.update_prodigy(extra, g, p)
+        scale = scale * d
       if self.schedule:
         scale = scale * step_scale.schedule(theta["schedule_w"], time, loss_feats)
+      if self.step_scale == "prodigy":  # Prodigy's direction replaces the Adam-direction skip
+        return scale * (direction + out[0]) * jnp.exp(per_param_mlp.EXP_MULT * out[1]), extra
       return per_param_mlp.step_from_outputs(out, x, scale), extra
 
     return per_param_mlp.flat_transform("mlp", num_steps, init_extra, step_fn)

@@ -19,6 +19,15 @@ pure functions over the flat blocked arrays of :mod:`learned_opt.flat`:
   It grows until steps of size ``d`` stop making progress along
   ``x0 - x``, which is what lets Prodigy run with no LR;
 
+* ``"prodigy"``: the rule is a learned *residual* on Prodigy's own update
+  (``optax.contrib.prodigy``: Adam moments of ``d * g`` with bias correction,
+  ``d`` estimated as above with Prodigy's bias-corrected weights). The step is
+  ``step_mult * (prodigy_direction + mlp_direction) * exp(mlp_magnitude)``
+  times ``d``, so with the MLP's outputs at 0 it *is* Prodigy: an untrained
+  rule starts at the LR-free baseline instead of below it. (``"distance"``
+  scales a direction built from moments of raw ``g``, which over- or
+  under-steps while ``d`` grows; see docs/pretrained.md.)
+
 and a learned global **schedule**: ``exp(w . [time, loss features])``, Celo's
 step-size controller reduced to its linear core, zero (a multiplier of 1) at
 init.
@@ -34,10 +43,12 @@ import jax.numpy as jnp
 
 from learned_opt import flat
 
-STEP_SCALES = ("fixed", "param_rms", "distance")
+STEP_SCALES = ("fixed", "param_rms", "distance", "prodigy")
 PARAM_RMS_FLOOR = 1e-3  # zero-initialised tensors (biases) still get a step
 DISTANCE_DECAY = math.sqrt(0.999)
 DISTANCE_INIT = 1e-6
+PRODIGY_BETAS = (0.9, 0.999)  # optax.contrib.prodigy's defaults
+PRODIGY_EPS = 1e-8
 SCHEDULE_CLIP = (-10.0, 3.0)  # exp() range of the learned schedule: e^-10 .. e^3
 
 
@@ -77,3 +88,43 @@ def param_rms(layout: flat.Layout, mean_p2: jax.Array) -> jax.Array:
 def schedule(w: jax.Array, time: jax.Array, loss_feats: jax.Array) -> jax.Array:
   """The learned global multiplier ``exp(w . [time, loss])``, clipped."""
   return jnp.exp(jnp.clip(jnp.concatenate([time, loss_feats]) @ w, *SCHEDULE_CLIP))
+
+
+class ProdigyState(NamedTuple):
+  """Prodigy's state on the blocked arrays: its Adam moments of d*g, and the d estimate."""
+
+  m: jax.Array  # blocked EMA of d * g
+  v: jax.Array  # blocked EMA of (d * g)^2
+  distance: DistanceState
+  count: jax.Array  # steps taken, for the bias correction
+
+
+def init_prodigy(p: jax.Array) -> ProdigyState:
+  return ProdigyState(m=jnp.zeros_like(p), v=jnp.zeros_like(p), distance=init_distance(p),
+                      count=jnp.zeros([], jnp.int32))
+
+
+def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array):
+  """Prodigy's step with the blocked gradient ``g`` at ``p``: ``(new state, d, direction)``.
+
+  ``d * direction`` is ``optax.contrib.prodigy(1.0)``'s update with the sign
+  flipped (this module's steps are subtracted). Like Prodigy, the step uses
+  the d of *before* this gradient; a non-finite estimate keeps the old one.
+  """
+  b1, b2 = PRODIGY_BETAS
+  b3 = math.sqrt(b2)
+  dist = state.distance
+  d, t = dist.d, (state.count + 1).astype(jnp.float32)
+  bc = jnp.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+  dg = d * g
+  m = b1 * state.m + (1.0 - b1) * dg
+  v = b2 * state.v + (1.0 - b2) * jnp.square(dg)
+  # Prodigy's weights d*bc*d/d0 are common to s and r, so d0 cancels in r/|s|.
+  w = d * bc * d
+  s = b3 * dist.s + w * g
+  r = b3 * dist.r + w * jnp.sum(g * (dist.x0 - p))
+  est = r / (jnp.sum(jnp.abs(s)) + 1e-30)
+  new_d = jnp.where(jnp.isfinite(est), jnp.maximum(d, est), d)
+  direction = bc * m / (jnp.sqrt(v) + new_d * PRODIGY_EPS)
+  new_dist = dist._replace(s=s, r=jnp.where(jnp.isfinite(r), r, dist.r), d=new_d)
+  return ProdigyState(m=m, v=v, distance=new_dist, count=state.count + 1), d, direction

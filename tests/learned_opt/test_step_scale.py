@@ -24,7 +24,8 @@ def _train(tx, loss_fn, params, steps):
   return p, s, np.asarray(losses)
 
 
-@pytest.mark.parametrize("scale,mult", [("fixed", 1e-3), ("param_rms", 1e-2), ("distance", 1.0)])
+@pytest.mark.parametrize("scale,mult", [("fixed", 1e-3), ("param_rms", 1e-2), ("distance", 1.0),
+                                        ("prodigy", 1.0)])
 @pytest.mark.parametrize("schedule", [False, True])
 def test_untrained_rule_trains_a_small_mlp(scale, mult, schedule):
   k = jax.random.split(jax.random.key(3), 3)
@@ -95,3 +96,37 @@ def test_saved_levers_round_trip(tmp_path):
   arch2, theta2 = learned_opt.load_meta(path)
   assert arch2 == arch
   np.testing.assert_array_equal(theta2["schedule_w"], theta["schedule_w"])
+
+
+def test_prodigy_base_at_zero_outputs_is_optax_prodigy():
+  """With the MLP's last layer at 0, step_scale="prodigy" takes optax.contrib.prodigy's steps."""
+  k = jax.random.split(jax.random.key(5), 3)
+  x = jax.random.normal(k[0], (64, 6))
+  y = jnp.cos(x @ jnp.linspace(-1.0, 1.0, 6))[:, None]
+  params = {"w1": 0.3 * jax.random.normal(k[1], (6, 16)), "b1": jnp.zeros((16,)),
+            "w2": 0.2 * jax.random.normal(k[2], (16, 1)), "b2": jnp.zeros((1,))}
+  loss_fn = lambda p: jnp.mean(jnp.square(
+      jnp.tanh(x @ p["w1"] + p["b1"][None]) @ p["w2"] + p["b2"][None] - y))
+  arch = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0)
+  theta = arch.init_meta(jax.random.key(0))
+  last = f"w{len(theta['mlp']) // 2 - 1}"
+  theta["mlp"][last] = jnp.zeros_like(theta["mlp"][last])
+  p_ours, state, ours = _train(arch.as_optax(theta, num_steps=200), loss_fn, params, 200)
+  with jax.numpy_dtype_promotion("standard"):  # optax's prodigy raises a float to an int32 count
+    p_ref, _, ref = _train(optax.contrib.prodigy(1.0), loss_fn, params, 200)
+  assert float(state.extra.distance.d) > 100 * step_scale.DISTANCE_INIT  # d did move
+  np.testing.assert_allclose(ours, ref, rtol=2e-3)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-5), p_ours, p_ref)
+  # and an untrained theta (small random last layer) stays close to it
+  theta = arch.init_meta(jax.random.key(0))
+  _, _, near = _train(arch.as_optax(theta, num_steps=200), loss_fn, params, 200)
+  assert abs(near[-1] - ref[-1]) < 0.2 * ref[0]
+
+
+def test_prodigy_base_ignores_a_nonfinite_step():
+  state = step_scale.init_prodigy(jnp.zeros((1, 128)))
+  state, _, _ = step_scale.update_prodigy(state, jnp.ones((1, 128)), -jnp.ones((1, 128)))
+  bad, d, direction = step_scale.update_prodigy(state, jnp.ones((1, 128)),
+                                                jnp.full((1, 128), jnp.nan))
+  assert float(bad.distance.d) == float(state.distance.d) and np.isfinite(float(d))
+  assert np.isfinite(np.asarray(direction)).all()
