@@ -89,19 +89,18 @@ class MLPLOpt(base.LearnedOptimizer):
     def step_fn(layout, extra, stats, x, time, loss_feats, g, p):
       bias = jnp.concatenate([time, loss_feats]) @ theta["global_w"]
       out = per_param_mlp.apply(theta["mlp"], x, first_bias=bias)
-      scale = lr
+      scale, skip = lr, None
       if self.step_scale == "param_rms":
         scale = scale * step_scale.param_rms(layout, stats[:, 1])
       elif self.step_scale == "distance":
         extra = step_scale.update_distance(extra, g, p)
         scale = scale * extra.d
       elif self.step_scale == "prodigy":
-        extra, d, direction = step_scale.update_prodigy(extra, g, p)
+        # Prodigy's direction replaces the Adam-direction skip.
+        extra, d, skip = step_scale.update_prodigy(extra, g, p)
         scale = scale * d
       if self.schedule:
         scale = scale * step_scale.schedule(theta["schedule_w"], time, loss_feats)
-      if self.step_scale == "prodigy":  # Prodigy's direction replaces the Adam-direction skip
-        return scale * (direction + out[0]) * jnp.exp(per_param_mlp.EXP_MULT * out[1]), extra
-      return per_param_mlp.step_from_outputs(out, x, scale), extra
+      return per_param_mlp.step_from_outputs(out, x, scale, skip), extra
 
     return per_param_mlp.flat_transform("mlp", num_steps, init_extra, step_fn)

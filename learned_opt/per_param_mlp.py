@@ -65,9 +65,11 @@ def apply(layers: dict[str, jax.Array], x: jax.Array, *,
   return h
 
 
-def step_from_outputs(out: list[jax.Array], x: jax.Array, lr: jax.Array) -> jax.Array:
-  """``lr * (d + adam_direction) * exp(EXP_MULT * m)`` per element."""
-  direction = out[0] + x[features.ADAM_DIRECTION_FEATURE]
+def step_from_outputs(out: list[jax.Array], x: jax.Array, lr: jax.Array,
+                      skip: jax.Array | None = None) -> jax.Array:
+  """``lr * (d + skip) * exp(EXP_MULT * m)`` per element; ``skip`` defaults to the Adam direction."""
+  skip = x[features.ADAM_DIRECTION_FEATURE] if skip is None else skip
+  direction = out[0] + skip
   return lr * direction * jnp.exp(EXP_MULT * out[1])
 
 

@@ -71,7 +71,12 @@ def update_distance(state: DistanceState, g: jax.Array, p: jax.Array) -> Distanc
 
   ``d`` never shrinks, and a non-finite estimate (a diverged inner task) keeps the old ``d``.
   """
-  w = (1.0 - DISTANCE_DECAY) * jnp.square(state.d)
+  return _advance_distance(state, (1.0 - DISTANCE_DECAY) * jnp.square(state.d), g, p)
+
+
+def _advance_distance(state: DistanceState, w: jax.Array, g: jax.Array,
+                      p: jax.Array) -> DistanceState:
+  """The estimate's step with weight ``w`` on this gradient (``update_distance``'s or Prodigy's)."""
   r = DISTANCE_DECAY * state.r + w * jnp.sum(g * (state.x0 - p))
   s = DISTANCE_DECAY * state.s + w * g
   est = r / (jnp.sum(jnp.abs(s)) + 1e-30)
@@ -111,20 +116,13 @@ def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array):
   flipped (this module's steps are subtracted). Like Prodigy, the step uses
   the d of *before* this gradient; a non-finite estimate keeps the old one.
   """
-  b1, b2 = PRODIGY_BETAS
-  b3 = math.sqrt(b2)
-  dist = state.distance
-  d, t = dist.d, (state.count + 1).astype(jnp.float32)
+  b1, b2 = PRODIGY_BETAS  # Prodigy's beta3 = sqrt(b2) is DISTANCE_DECAY
+  d, t = state.distance.d, (state.count + 1).astype(jnp.float32)
   bc = jnp.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
   dg = d * g
   m = b1 * state.m + (1.0 - b1) * dg
   v = b2 * state.v + (1.0 - b2) * jnp.square(dg)
   # Prodigy's weights d*bc*d/d0 are common to s and r, so d0 cancels in r/|s|.
-  w = d * bc * d
-  s = b3 * dist.s + w * g
-  r = b3 * dist.r + w * jnp.sum(g * (dist.x0 - p))
-  est = r / (jnp.sum(jnp.abs(s)) + 1e-30)
-  new_d = jnp.where(jnp.isfinite(est), jnp.maximum(d, est), d)
-  direction = bc * m / (jnp.sqrt(v) + new_d * PRODIGY_EPS)
-  new_dist = dist._replace(s=s, r=jnp.where(jnp.isfinite(r), r, dist.r), d=new_d)
-  return ProdigyState(m=m, v=v, distance=new_dist, count=state.count + 1), d, direction
+  dist = _advance_distance(state.distance, d * bc * d, g, p)
+  direction = bc * m / (jnp.sqrt(v) + dist.d * PRODIGY_EPS)
+  return ProdigyState(m=m, v=v, distance=dist, count=state.count + 1), d, direction

@@ -264,8 +264,8 @@ def make_layout(shapes: Sequence[tuple[int, ...]]) -> Layout:
   diag_first, diag_tensor, diag_valid = _assign_blocks(sizes, diag, block, 0)
   num_diag_blocks = len(diag_tensor)
   fac_first, fac_tensor, fac_valid = _assign_blocks(sizes, fac, block, num_diag_blocks)
-  first_block = np.asarray([{**diag_first, **fac_first}[t] for t in range(len(shapes))],
-                           np.int64)
+  first = {**diag_first, **fac_first}
+  first_block = np.asarray([first[t] for t in range(len(shapes))], np.int64)
   row_idx, row_tensor, row_mult = _lookup_table(shapes, fac, block, len(fac_tensor), "row")
   col_idx, col_tensor, col_mult = _lookup_table(shapes, fac, block, len(fac_tensor), "col")
   row_group, group_count = _row_groups(shapes, fac)

@@ -24,17 +24,23 @@ def _train(tx, loss_fn, params, steps):
   return p, s, np.asarray(losses)
 
 
+def _small_regression(seed, n, d_in, hidden, target):
+  """A one-hidden-layer tanh MLP regressing ``target(x @ w)``: ``(loss_fn, params)``."""
+  k = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.normal(k[0], (n, d_in))
+  y = target(x @ jnp.linspace(-1.0, 1.0, d_in))[:, None]
+  params = {"w1": 0.3 * jax.random.normal(k[1], (d_in, hidden)), "b1": jnp.zeros((hidden,)),
+            "w2": 0.2 * jax.random.normal(k[2], (hidden, 1)), "b2": jnp.zeros((1,))}
+  loss_fn = lambda p: jnp.mean(jnp.square(
+      jnp.tanh(x @ p["w1"] + p["b1"][None]) @ p["w2"] + p["b2"][None] - y))
+  return loss_fn, params
+
+
 @pytest.mark.parametrize("scale,mult", [("fixed", 1e-3), ("param_rms", 1e-2), ("distance", 1.0),
                                         ("prodigy", 1.0)])
 @pytest.mark.parametrize("schedule", [False, True])
 def test_untrained_rule_trains_a_small_mlp(scale, mult, schedule):
-  k = jax.random.split(jax.random.key(3), 3)
-  x = jax.random.normal(k[0], (128, 8))
-  y = jnp.sin(x @ jnp.linspace(-1.0, 1.0, 8))[:, None]
-  params = {"w1": 0.3 * jax.random.normal(k[1], (8, 32)), "b1": jnp.zeros((32,)),
-            "w2": 0.2 * jax.random.normal(k[2], (32, 1)), "b2": jnp.zeros((1,))}
-  loss_fn = lambda p: jnp.mean(jnp.square(
-      jnp.tanh(x @ p["w1"] + p["b1"][None]) @ p["w2"] + p["b2"][None] - y))
+  loss_fn, params = _small_regression(3, 128, 8, 32, jnp.sin)
   arch = learned_opt.get("mlp", step_scale=scale, step_mult=mult, schedule=schedule)
   theta = arch.init_meta(jax.random.key(0))
   assert ("schedule_w" in theta) == schedule
@@ -100,13 +106,7 @@ def test_saved_levers_round_trip(tmp_path):
 
 def test_prodigy_base_at_zero_outputs_is_optax_prodigy():
   """With the MLP's last layer at 0, step_scale="prodigy" takes optax.contrib.prodigy's steps."""
-  k = jax.random.split(jax.random.key(5), 3)
-  x = jax.random.normal(k[0], (64, 6))
-  y = jnp.cos(x @ jnp.linspace(-1.0, 1.0, 6))[:, None]
-  params = {"w1": 0.3 * jax.random.normal(k[1], (6, 16)), "b1": jnp.zeros((16,)),
-            "w2": 0.2 * jax.random.normal(k[2], (16, 1)), "b2": jnp.zeros((1,))}
-  loss_fn = lambda p: jnp.mean(jnp.square(
-      jnp.tanh(x @ p["w1"] + p["b1"][None]) @ p["w2"] + p["b2"][None] - y))
+  loss_fn, params = _small_regression(5, 64, 6, 16, jnp.cos)
   arch = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0)
   theta = arch.init_meta(jax.random.key(0))
   last = f"w{len(theta['mlp']) // 2 - 1}"
