@@ -30,14 +30,14 @@ import ml_collections
 
 import learned_opt
 import tasks
-from meta_train import estimators
+from meta_train import estimators, evaluation
 from meta_train.base import EstimatorError, HParams
 
 # Fields that do not change the trajectory of theta, so a resumed run may differ in them.
 RESUMABLE_CHANGES = frozenset({
     "outer_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
     "eval_num_tasks", "eval_num_steps", "final_table", "final_table_steps",
-    "final_table_tasks", "progress", "distributed",
+    "final_table_tasks", "progress", "distributed", "eval_select",
     # Removed when validation moved to tuned Adam; listed so old workdirs holding them resume.
     "eval_adam_lr", "adam_sweep",
 })
@@ -75,6 +75,10 @@ def default() -> ml_collections.ConfigDict:
   # Outer optimizer.
   c.learning_rate = 3e-3
   c.clip_norm = 1.0
+  # > 0: decoupled decay of theta toward its step-0 value (AdamW's decay with the init
+  # as the centre), so noise and bias in the meta-gradient cannot walk theta far from
+  # a good init: a coordinate settles within ~1/anchor_decay of it, in Adam's units.
+  c.anchor_decay = 0.0
   c.accumulate = 1  # >1: average this many meta-gradients per update (optax.MultiSteps)
   # Jobs.
   c.log_every = 1
@@ -83,6 +87,9 @@ def default() -> ml_collections.ConfigDict:
   c.eval_every = 0  # 0: no periodic evaluation
   c.eval_num_tasks = 2
   c.eval_num_steps = 200
+  # The validation metric that picks export/best (lower is better): one of
+  # meta_train.evaluation.SELECTABLE.
+  c.eval_select = "val_log_ratio"
   c.final_table = False  # print theta vs Adam (default LR, best swept LR) at the end
   c.final_table_tasks = 4
   c.final_table_steps = 200
@@ -181,6 +188,13 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: 
   for name in ("learning_rate", "clip_norm"):
     if not isinstance(c[name], (int, float)) or not c[name] > 0:
       raise _fail(f"config.{name} must be a number > 0, got {c[name]!r}.")
+  if (isinstance(c.anchor_decay, bool) or not isinstance(c.anchor_decay, (int, float))
+      or not c.anchor_decay >= 0):
+    raise _fail(f"config.anchor_decay must be a number >= 0 (0 turns it off), got "
+                f"{c.anchor_decay!r}.")
+  if c.eval_select not in evaluation.SELECTABLE:
+    raise _fail(f"config.eval_select {c.eval_select!r} is not a validation metric; valid: "
+                f"{list(evaluation.SELECTABLE)}.")
   try:
     arch = learned_opt.get(c.arch, **c.arch_hparams.to_dict())
   except learned_opt.LearnedOptimizerError as e:

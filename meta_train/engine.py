@@ -154,10 +154,44 @@ def build_pool(group: Group, key: jax.Array, *, num_slots: int, pool_size: int,
 # ----------------------------------------------------------------------------
 
 
-def outer_optimizer(*, learning_rate: float, clip_norm: float,
-                    accumulate: int = 1) -> optax.GradientTransformation:
-  """Adam on theta with global-norm clipping of the meta-gradient (ES estimates are heavy-tailed)."""
-  tx = optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
+class AnchorState(NamedTuple):
+  """theta at step 0: the centre :func:`decay_to_anchor` pulls toward."""
+  anchor: Theta
+
+
+def decay_to_anchor(rate: float) -> optax.GradientTransformation:
+  """Adds ``rate * (theta - theta_0)`` to the update direction (before the LR).
+
+  ``optax.add_decayed_weights`` with the init as the centre instead of zero. Placed
+  after Adam's scaling, as in AdamW, the pull does not depend on the meta-gradient's
+  scale: a coordinate that Adam moves by a unit direction settles ~``1/rate`` from
+  its init, and one that ES noise alone moves returns to it with time constant
+  ``1/(rate * lr)`` outer updates. The anchor is taken at ``init`` (step 0, or the
+  warm start) and checkpointed with the optimizer state, so a resumed run keeps it.
+  """
+
+  def init(params):
+    return AnchorState(jax.tree.map(jnp.array, params))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("decay_to_anchor needs params (pass theta to tx.update).")
+    updates = jax.tree.map(lambda u, p, a: u + rate * (p - a), updates, params, state.anchor)
+    return updates, state
+
+  return optax.GradientTransformation(init, update)
+
+
+def outer_optimizer(*, learning_rate: float, clip_norm: float, accumulate: int = 1,
+                    anchor_decay: float = 0.0) -> optax.GradientTransformation:
+  """Adam on theta with global-norm clipping of the meta-gradient (ES estimates are
+  heavy-tailed), and with ``anchor_decay > 0`` a decoupled pull toward theta at step 0
+  (:func:`decay_to_anchor`)."""
+  if anchor_decay > 0:
+    tx = optax.chain(optax.clip_by_global_norm(clip_norm), optax.scale_by_adam(),
+                     decay_to_anchor(anchor_decay), optax.scale_by_learning_rate(learning_rate))
+  else:
+    tx = optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
   if accumulate > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=accumulate)
   return tx

@@ -272,7 +272,7 @@ def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
   mesh = engine.make_mesh()
   groups, pools = build_pools(c, mesh)
   tx = engine.outer_optimizer(learning_rate=c.learning_rate, clip_norm=c.clip_norm,
-                              accumulate=c.accumulate)
+                              accumulate=c.accumulate, anchor_decay=c.anchor_decay)
   state = fresh_state(c, arch, hp, mesh, theta0, pools, tx)
   mngr = checkpoint.manager(workdir, c.keep_checkpoints)
   try:
@@ -286,8 +286,8 @@ def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
     state = place(restored[1], mesh)
   step0 = int(state.step)
   # export/best's score, recovered from the metrics of the steps this run keeps.
-  best = min(((r[evaluation.SELECT], r["step"]) for r in logs.read_metrics(
-      os.path.join(workdir, "metrics.jsonl")) if evaluation.SELECT in r and r["step"] <= step0),
+  best = min(((r[c.eval_select], r["step"]) for r in logs.read_metrics(
+      os.path.join(workdir, "metrics.jsonl")) if c.eval_select in r and r["step"] <= step0),
              default=(math.inf, -1))
   return Job(c, workdir, arch, hp, groups, pools, state,
              engine.jit_outer_step(arch, c.estimator, hp, tx, mesh), mngr,
@@ -319,9 +319,9 @@ def evaluate_and_export(job: Job) -> dict[str, float]:
   metrics = job.validator.score(job.arch, theta)
   # A non-finite score (no comparable task) never becomes export/best, nor does a
   # non-finite theta (whose diverged runs score finitely, at the 10x cap).
-  score = metrics[evaluation.SELECT]
+  score = metrics[job.c.eval_select]
   if math.isfinite(score) and score < job.best[0] and _finite(theta):
-    job.best = (metrics[evaluation.SELECT], job.step)
+    job.best = (score, job.step)
     learned_opt.save(os.path.join(job.workdir, "export", "best"), job.arch, theta)
   return metrics
 

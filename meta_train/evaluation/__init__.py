@@ -30,8 +30,8 @@ from meta_train.evaluation.optimizers import ABLATIONS
 from meta_train.evaluation.suites import load_suite, resolve_tasks, suite_names
 from meta_train.evaluation.metrics import against_reference
 from meta_train.evaluation.optimizers import run_learned
-from meta_train.evaluation.validation import (SELECT, Validator, final_table, format_table,
-                                              held_out_tasks, summarize)
+from meta_train.evaluation.validation import (SELECT, SELECTABLE, Validator, final_table,
+                                              format_table, held_out_tasks, summarize)
 from meta_train.evaluation import lr_free, shampoo  # noqa: E402,F401  (registers baselines)
 from meta_train.evaluation import locoprop  # noqa: E402,F401  (registers the locoprop baseline)
 from meta_train.evaluation import kfac  # noqa: E402,F401  (registers the kfac baseline)

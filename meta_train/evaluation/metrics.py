@@ -10,6 +10,9 @@ Definitions (also written into every report):
   method's final loss, divided by the method's steps, from tuned Adam's run
   continued to ``cap * num_steps``; ``cap`` when it never gets there. Its
   resolution is one window (``num_steps / num_points``).
+* **floored log ratio**: ``log((final + f) / (adam_final + f))`` with the floor
+  ``f`` = 1% of tuned Adam's first-window loss: two losses that differ by less
+  than 1% of where training started are about equal, however small both are.
 * **win**: 1 if the method's final loss is below tuned Adam's on the same
   task and seed, 1/2 on a tie, else 0. Win rate = mean over tasks and seeds.
 * **IQM**: the mean of the middle 50% (Agarwal et al. 2021, "rliable").
@@ -122,6 +125,38 @@ def log_ratio(final: float, adam_final: float) -> float:
   return float(np.log(min(ratio, WORST_RATIO)))
 
 
+# Differences below this fraction of a task's starting loss count as noise in
+# floored_log_ratio, so a task trained to 1e-3 cannot outweigh the others ten to one.
+TOLERANCE = 0.01
+
+
+def floored_log_ratio(final: float, adam_final: float, initial: float,
+                      tolerance: float = TOLERANCE) -> float:
+  """``log((final + f) / (adam_final + f))``, ``f = tolerance * |initial|``, capped like
+  :func:`log_ratio` (a diverged ``final`` scores the cap; NaN if Adam diverged).
+
+  ``initial`` is the task's starting loss. The plain log ratio of two near-solved
+  runs (1e-3 vs 8e-3) is log 8, the same as 0.1 vs 0.8 on an unsolved task; here
+  it is about as small as the absolute difference is next to the starting loss.
+
+  Examples:
+    >>> round(floored_log_ratio(0.008, 0.001, 2.3), 3)
+    0.256
+    >>> round(floored_log_ratio(0.8, 0.1, 2.3), 3)
+    1.901
+    >>> floored_log_ratio(float("nan"), 0.1, 2.3) == log_ratio(float("nan"), 0.1)
+    True
+  """
+  if not np.isfinite(adam_final):
+    return float("nan")
+  f = tolerance * abs(initial) if np.isfinite(initial) else 0.0
+  f = max(f, _FLOOR)
+  if not np.isfinite(final):
+    return float(np.log(WORST_RATIO))
+  ratio = (max(final, 0.0) + f) / (max(adam_final, 0.0) + f)
+  return float(np.log(min(ratio, WORST_RATIO)))
+
+
 def against_reference(train: Sequence[float], train_steps: Sequence[int],
                       ref: dict, num_steps: int, cap: float) -> dict[str, float | int | None]:
   """A run's training curve scored against tuned Adam's record ``ref`` on the same task and seed.
@@ -133,11 +168,14 @@ def against_reference(train: Sequence[float], train_steps: Sequence[int],
 
   Returns:
     ``final`` (the run's final loss), ``adam_final``, ``win``, ``speedup``,
-    ``log_ratio`` and ``steps_to_adam`` (see the module docstring).
+    ``log_ratio``, ``floored_log_ratio`` (floored at 1% of tuned Adam's first-window
+    loss) and ``steps_to_adam`` (see the module docstring).
   """
   final, adam_final = final_loss(train), final_loss(ref["train"])
+  initial = float(ref["train"][0])
   return {"final": final, "adam_final": adam_final, "win": win(final, adam_final),
           "speedup": speedup(ref["extra"]["long_train"], ref["extra"]["long_train_steps"],
                              final, num_steps, cap),
           "log_ratio": log_ratio(final, adam_final),
+          "floored_log_ratio": floored_log_ratio(final, adam_final, initial),
           "steps_to_adam": steps_to_reach(train, train_steps, adam_final)}

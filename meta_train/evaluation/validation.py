@@ -33,6 +33,11 @@ from meta_train.evaluation.base import RunRecord, Setting
 # Adam and theta diverge on); -0.69 means "half tuned Adam's loss" on average. Lower is
 # better; only a finite value may select (see summarize).
 SELECT = "val_log_ratio"
+# The keys a run may select on instead (config.eval_select), all lower-is-better.
+# "val_floored_log_ratio" floors each loss at 1% of the task's starting loss
+# (metrics.floored_log_ratio): the plain mean is dominated by tasks trained to
+# near-zero loss, where 1e-3 vs 8e-3 counts as much as 0.1 vs 0.8 elsewhere.
+SELECTABLE = (SELECT, "val_floored_log_ratio", "val_loss_rate")
 
 
 def held_out_tasks(key: jax.Array, num: int, *, distribution: str,
@@ -89,8 +94,9 @@ class Validator:
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
-  """Validation metrics from :meth:`Validator.rows`: the selection score, win rate,
-  median speedup, and mean normalised final losses (for the plot).
+  """Validation metrics from :meth:`Validator.rows`: the selection scores
+  (:data:`SELECTABLE`), win rate, median speedup, and mean normalised final losses
+  (for the plot).
 
   Rows carry raw final losses (``metrics.against_reference``), so divergence is seen
   here, before any normaliser clips it: a task where theta diverged scores
@@ -103,6 +109,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
   mean = lambda k, rs: float(np.mean([r[k] for r in rs])) if rs else float("nan")
   return {
       SELECT: mean("log_ratio", kept) if kept else float("inf"),
+      "val_floored_log_ratio": mean("floored_log_ratio", kept) if kept else float("inf"),
+      # 1 - win rate, so that it selects like the others (lower is better).
+      "val_loss_rate": 1.0 - mean("win", kept) if kept else float("inf"),
       "val_win_rate": mean("win", kept),
       "val_median_speedup": float(np.median([r["speedup"] for r in kept])) if kept
                             else float("nan"),

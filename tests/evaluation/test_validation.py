@@ -51,13 +51,16 @@ def test_reference_is_computed_once(tiny, monkeypatch):
 
 def test_summarize_diverged_and_adam_diverged():
   rows = [{"final": float("inf"), "adam_final": 1.0, "win": 0.0, "speedup": 0.0,
-           "log_ratio": np.log(10.0), "norm_final": 10.0, "norm_adam_final": 1.0},
+           "log_ratio": np.log(10.0), "floored_log_ratio": np.log(10.0), "norm_final": 10.0,
+           "norm_adam_final": 1.0},
           {"final": 0.5, "adam_final": float("inf"), "win": 1.0, "speedup": 4.0,
-           "log_ratio": 0.0, "norm_final": 0.5, "norm_adam_final": 10.0}]
+           "log_ratio": 0.0, "floored_log_ratio": 0.0, "norm_final": 0.5,
+           "norm_adam_final": 10.0}]
   out = evaluation.summarize(rows)
   # A diverged theta counts as 10x tuned Adam's loss; a task tuned Adam diverges on is left out.
   assert out[evaluation.SELECT] == pytest.approx(np.log(10.0))
-  assert out["val_win_rate"] == 0.0
+  assert out["val_floored_log_ratio"] == pytest.approx(np.log(10.0))
+  assert out["val_win_rate"] == 0.0 and out["val_loss_rate"] == 1.0
 
 
 # --- Selection on diverged runs, through Validator.rows (raw losses, then the normaliser).
@@ -103,8 +106,22 @@ def test_a_task_tuned_adam_diverges_on_is_left_out(tiny, monkeypatch, diverged):
   assert s["val_median_speedup"] == 1.0  # not the cap (4) the first task would add
 
 
-def test_no_comparable_task_gives_a_score_that_cannot_select(tiny, monkeypatch):
+def test_a_near_solved_task_does_not_dominate_the_floored_score(tiny, monkeypatch):
+  # Both tasks start at 2.0. Theta loses 0.008 vs 0.001 on a task both nearly solve and
+  # halves tuned Adam's loss on the other: the plain mean says "worse" (log 8 swamps
+  # log 1/2); with losses floored at 1% of the starting loss the first is nearly a tie.
+  s = _score(tiny, monkeypatch, [0.008, 0.3], [0.001, 0.6])
+  assert s[evaluation.SELECT] == pytest.approx((np.log(8.0) + np.log(0.5)) / 2)
+  assert s[evaluation.SELECT] > 0
+  assert s["val_floored_log_ratio"] == pytest.approx(
+      (np.log(0.028 / 0.021) + np.log(0.32 / 0.62)) / 2)
+  assert s["val_floored_log_ratio"] < 0
+  assert s["val_loss_rate"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("key", evaluation.SELECTABLE)
+def test_no_comparable_task_gives_a_score_that_cannot_select(tiny, monkeypatch, key):
   s = _score(tiny, monkeypatch, [0.1, 0.1], [float("nan"), float("inf")])
-  assert not np.isfinite(s[evaluation.SELECT])
+  assert not np.isfinite(s[key])
   assert np.isnan(s["val_win_rate"]) and np.isnan(s["val_median_speedup"])
-  assert evaluation.summarize([])[evaluation.SELECT] == float("inf")
+  assert evaluation.summarize([])[key] == float("inf")

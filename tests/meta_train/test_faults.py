@@ -255,7 +255,8 @@ class _FixedValidator:
 def test_export_best_only_for_a_finite_score(tmp_path):
   arch = learned_opt.get("adam_hparams", hidden_size=4)
   theta = arch.init_meta(__import__("jax").random.key(0))
-  job = types.SimpleNamespace(workdir=str(tmp_path), arch=arch, best=(math.inf, -1), step=3,
+  job = types.SimpleNamespace(c=types.SimpleNamespace(eval_select=evaluation.SELECT),
+                              workdir=str(tmp_path), arch=arch, best=(math.inf, -1), step=3,
                               state=types.SimpleNamespace(theta=theta),
                               validator=_FixedValidator([math.nan, math.inf, 0.5, math.nan]))
   best = tmp_path / "export" / "best"
@@ -313,7 +314,8 @@ def test_a_non_finite_theta_is_never_exported(tmp_path):
   arch = learned_opt.get("adam_hparams", hidden_size=4)
   theta = arch.init_meta(__import__("jax").random.key(0))
   bad = __import__("jax").tree.map(lambda x: x * np.nan, theta)
-  job = types.SimpleNamespace(workdir=str(tmp_path), arch=arch, best=(math.inf, -1), step=3,
+  job = types.SimpleNamespace(c=types.SimpleNamespace(eval_select=evaluation.SELECT),
+                              workdir=str(tmp_path), arch=arch, best=(math.inf, -1), step=3,
                               state=types.SimpleNamespace(theta=bad),
                               validator=_FixedValidator([math.log(10.0)]))
   train.evaluate_and_export(job)  # a diverged theta scores the finite 10x cap

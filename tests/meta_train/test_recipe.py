@@ -96,7 +96,9 @@ def _rows(learned, adam):
   """Validation rows as evaluation.Validator makes them (final training losses; here the
   normalised losses equal the raw ones)."""
   return [{"final": l, "adam_final": a, "win": metrics.win(metrics.final_loss([l]), a),
-           "log_ratio": metrics.log_ratio(l, a), "speedup": 1.0, "norm_final": l,
+           "log_ratio": metrics.log_ratio(l, a),
+           "floored_log_ratio": metrics.floored_log_ratio(l, a, 1.0), "speedup": 1.0,
+           "norm_final": l,
            "norm_adam_final": a} for l, a in zip(learned, adam)]
 
 

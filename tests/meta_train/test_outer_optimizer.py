@@ -1,0 +1,119 @@
+"""The outer optimizer's options: the pull toward theta's init, and which metric selects export/best."""
+
+import math
+import shutil
+import types
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import learned_opt
+from meta_train import config as config_lib
+from meta_train import engine, evaluation, train
+from tests.meta_train import helpers
+
+
+def _run_updates(tx, theta, grad_fn, n):
+  state = tx.init(theta)
+  for _ in range(n):
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction, as in engine
+      updates, state = tx.update(grad_fn(theta), state, theta)
+    theta = optax.apply_updates(theta, updates)
+  return theta
+
+
+def test_anchor_decay_bounds_a_steady_drift_at_one_over_the_rate():
+  # A constant meta-gradient (a bias, or a signal) moves plain Adam by lr per update
+  # for ever; with the pull, the displacement settles where Adam's unit direction
+  # and rate * displacement cancel: 1 / rate.
+  theta0 = {"w": jnp.zeros(3)}
+  grad = lambda t: {"w": jnp.ones(3)}
+  plain = _run_updates(engine.outer_optimizer(learning_rate=0.01, clip_norm=10.0), theta0,
+                       grad, 1500)
+  pulled = _run_updates(engine.outer_optimizer(learning_rate=0.01, clip_norm=10.0,
+                                               anchor_decay=10.0), theta0, grad, 1500)
+  np.testing.assert_allclose(plain["w"], -15.0, rtol=1e-3)
+  np.testing.assert_allclose(pulled["w"], -0.1, rtol=0.02)
+
+
+def test_anchor_decay_returns_theta_to_its_init_without_signal():
+  # Zero meta-gradient after a displacement: Adam alone leaves theta where it is; the
+  # pull brings it back with time constant 1 / (rate * lr) updates.
+  theta0 = {"w": jnp.array([0.5, -0.5])}
+  tx = engine.outer_optimizer(learning_rate=0.01, clip_norm=1.0, anchor_decay=10.0)
+  state = tx.init(theta0)
+  theta = {"w": theta0["w"] + 1.0}
+  for _ in range(20):  # 20 updates at 1 / (10 * 0.01) = 10 updates each
+    with jax.numpy_dtype_promotion("standard"):
+      updates, state = tx.update({"w": jnp.zeros(2)}, state, theta)
+    theta = optax.apply_updates(theta, updates)
+  np.testing.assert_allclose(theta["w"] - theta0["w"], (1 - 0.1) ** 20, rtol=1e-4)
+
+
+def test_anchor_decay_needs_params():
+  tx = engine.decay_to_anchor(1.0)
+  with pytest.raises(ValueError, match="needs params"):
+    tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.ones(1)}))
+
+
+def _tiny(**kw):
+  c = helpers.load_config("tiny")
+  c.outer_steps, c.checkpoint_every, c.keep_checkpoints, c.eval_every = 4, 2, 5, 0
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def test_anchor_decay_changes_the_run_and_resumes_bit_exact(tmp_path, capsys):
+  full = train.run(_tiny(anchor_decay=50.0), str(tmp_path / "a"))
+  plain = train.run(_tiny(), str(tmp_path / "b"))
+  assert not np.allclose(helpers.flat(full["theta"]), helpers.flat(plain["theta"]))
+  # Killed after step 2: the anchor comes back with the optimizer state.
+  shutil.rmtree(tmp_path / "a" / "checkpoints" / "4")
+  capsys.readouterr()
+  resumed = train.run(_tiny(anchor_decay=50.0), str(tmp_path / "a"))
+  assert "Resuming from checkpoint at outer step 2" in capsys.readouterr().out
+  chex.assert_trees_all_equal(resumed["theta"], full["theta"])
+  with pytest.raises(train.WorkdirError, match="anchor_decay"):
+    train.check_workdir(str(tmp_path / "a"), _tiny(anchor_decay=5.0))
+  train.check_workdir(str(tmp_path / "a"), _tiny(anchor_decay=50.0,
+                                                 eval_select="val_loss_rate"))  # resumable
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("anchor_decay", -1.0, r"config\.anchor_decay must be a number >= 0"),
+    ("eval_select", "val_win_rate", r"valid: \['val_log_ratio', 'val_floored_log_ratio'"),
+])
+def test_bad_outer_options_name_the_fix(field, value, needle):
+  with pytest.raises(config_lib.ConfigError, match=needle):
+    config_lib.validate(_tiny(**{field: value}), devices=False)
+
+
+class _Validator:
+  def __init__(self, scores):
+    self.scores = list(scores)
+
+  def score(self, arch, theta):
+    del arch, theta
+    return self.scores.pop(0)
+
+
+@pytest.mark.parametrize("key,best_step", [("val_log_ratio", 3), ("val_floored_log_ratio", 6)])
+def test_eval_select_picks_export_best(tmp_path, key, best_step):
+  arch = learned_opt.get("adam_hparams", hidden_size=4)
+  theta = arch.init_meta(jax.random.key(0))
+  scores = [{"val_log_ratio": 0.1, "val_floored_log_ratio": 0.3},
+            {"val_log_ratio": 0.2, "val_floored_log_ratio": -0.1}]
+  job = types.SimpleNamespace(c=types.SimpleNamespace(eval_select=key), workdir=str(tmp_path),
+                              arch=arch, best=(math.inf, -1), step=3,
+                              state=types.SimpleNamespace(theta=theta),
+                              validator=_Validator(scores))
+  train.evaluate_and_export(job)
+  job.step = 6
+  train.evaluate_and_export(job)
+  assert job.best[1] == best_step
+  assert key in evaluation.SELECTABLE
