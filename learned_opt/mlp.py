@@ -43,7 +43,8 @@ class MLPLOpt(base.LearnedOptimizer):
       "fixed", "param_rms" (each tensor's parameter RMS), "distance"
       (Prodigy's online estimate of the distance to the solution) or
       "prodigy" (a learned residual on Prodigy's own update: untrained, with
-      ``step_mult=1``, it is ``optax.contrib.prodigy``; 2 more floats/param).
+      ``step_mult=1``, it is ``optax.contrib.prodigy``; 2 more floats/param) or
+      "prodigy_muon" (the same with Muon's orthogonalised direction on matrices).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
   """
@@ -82,7 +83,7 @@ class MLPLOpt(base.LearnedOptimizer):
 
     def init_extra(layout, p):
       del layout
-      if self.step_scale == "prodigy":
+      if self.step_scale in step_scale.PRODIGY_SCALES:
         return step_scale.init_prodigy(p)
       return step_scale.init_distance(p) if self.step_scale == "distance" else ()
 
@@ -95,9 +96,11 @@ class MLPLOpt(base.LearnedOptimizer):
       elif self.step_scale == "distance":
         extra = step_scale.update_distance(extra, g, p)
         scale = scale * extra.d
-      elif self.step_scale == "prodigy":
-        # Prodigy's direction replaces the Adam-direction skip.
+      elif self.step_scale in step_scale.PRODIGY_SCALES:
+        # Prodigy's direction (Muon's on matrices) replaces the Adam-direction skip.
         extra, d, skip = step_scale.update_prodigy(extra, g, p)
+        if self.step_scale == "prodigy_muon":
+          skip = step_scale.muon_direction(layout, extra.m, skip)
         scale = scale * d
       if self.schedule:
         scale = scale * step_scale.schedule(theta["schedule_w"], time, loss_feats)

@@ -50,7 +50,10 @@ def task_list(suite: str):
   return [(t.name, t) for t in built]
 
 
-def summary(label, rows):
+def summary(label, rows, names=None):
+  for name, r in zip(names or (), rows):
+    print(f"  {name[:40]:<40} final {r['final']:.4g}  tuned Adam {r['adam_final']:.4g}  "
+          f"speedup {r['speedup']:.2f}", flush=True)
   print(f"{label}: wins {sum(r['win'] for r in rows):g} of {len(rows)}, median speedup "
         f"{np.median([r['speedup'] for r in rows]):.2f}, mean log ratio "
         f"{np.mean([r['log_ratio'] for r in rows]):+.3f}", flush=True)
@@ -62,6 +65,7 @@ def main():
   ap.add_argument("--steps", type=int, default=500)
   ap.add_argument("--rules", default="")
   ap.add_argument("--optimizers", default="", help="';'-separated (a JSON dict holds commas)")
+  ap.add_argument("--per_task", action="store_true", help="print each task's final losses")
   args = ap.parse_args()
   setting = validation.setting(args.steps)
   tl = task_list(args.suite)
@@ -71,7 +75,7 @@ def main():
   for rule in filter(None, args.rules.split(",")):
     rows = [score(runner.run(RuleTx(rule), {"lr": jnp.float32(ref["extra"]["lr"])}, task, 0,
                              setting).record, ref) for (_, task), ref in zip(tl, refs)]
-    summary(rule, rows)
+    summary(rule, rows, [n for n, _ in tl] if args.per_task else None)
   for spec in filter(None, args.optimizers.split(";")):
     if spec.startswith("{"):
       arch = learned_opt.get("mlp", **json.loads(spec))
@@ -80,7 +84,7 @@ def main():
       arch, theta = learned_opt.resolve(spec)
     rows = [score(optimizers.run_learned(arch, theta, task, 0, setting), ref)
             for (_, task), ref in zip(tl, refs)]
-    summary(spec, rows)
+    summary(spec, rows, [n for n, _ in tl] if args.per_task else None)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def _small_regression(seed, n, d_in, hidden, target):
 
 
 @pytest.mark.parametrize("scale,mult", [("fixed", 1e-3), ("param_rms", 1e-2), ("distance", 1.0),
-                                        ("prodigy", 1.0)])
+                                        ("prodigy", 1.0), ("prodigy_muon", 1.0)])
 @pytest.mark.parametrize("schedule", [False, True])
 def test_untrained_rule_trains_a_small_mlp(scale, mult, schedule):
   loss_fn, params = _small_regression(3, 128, 8, 32, jnp.sin)
@@ -130,3 +130,62 @@ def test_prodigy_base_ignores_a_nonfinite_step():
                                                 jnp.full((1, 128), jnp.nan))
   assert float(bad.distance.d) == float(state.distance.d) and np.isfinite(float(d))
   assert np.isfinite(np.asarray(direction)).all()
+
+
+# --- step_scale="prodigy_muon": Muon's orthogonalised direction on matrices.
+
+
+@pytest.mark.parametrize("shape", [(3, 40, 24), (2, 24, 40), (1, 16, 16)])
+def test_newton_schulz_pushes_singular_values_near_one(shape):
+  x = jax.random.normal(jax.random.key(0), shape) * jnp.linspace(0.3, 3.0, shape[-1])[None, None]
+  o = np.asarray(step_scale.newton_schulz(x))
+  sv = np.linalg.svd(o, compute_uv=False)
+  assert sv.min() > 0.6 and sv.max() < 1.25, (sv.min(), sv.max())
+  # and it keeps the singular vectors: o is close to U V^T
+  u, _, vt = np.linalg.svd(np.asarray(x), full_matrices=False)
+  cos = np.sum(o * (u @ vt), axis=(-2, -1)) / (np.linalg.norm(o, axis=(-2, -1))
+                                                * np.linalg.norm(u @ vt, axis=(-2, -1)))
+  assert cos.min() > 0.97
+  assert np.all(np.asarray(step_scale.newton_schulz(jnp.zeros(shape))) == 0)
+
+
+def _zero_last(arch):
+  theta = arch.init_meta(jax.random.key(0))
+  last = f"w{len(theta['mlp']) // 2 - 1}"
+  theta["mlp"][last] = jnp.zeros_like(theta["mlp"][last])
+  return theta
+
+
+def test_prodigy_muon_first_step_is_the_scaled_orthogonalised_gradient():
+  """On the first step Prodigy's m is (1 - b1) d g, so the matrix's step is d times
+  MUON_RMS sqrt(max(rows, cols)) NS(g); a vector's step is Prodigy's."""
+  arch = learned_opt.get("mlp", step_scale="prodigy_muon", step_mult=1.0)
+  params = {"w": jnp.zeros((12, 20)), "conv": jnp.zeros((3, 3, 4, 6)), "b": jnp.zeros((20,))}
+  k = jax.random.split(jax.random.key(1), 3)
+  # Small enough that the rule's gradient clip (features.GRAD_CLIP) does not act.
+  grads = {"w": 0.01 * jax.random.normal(k[0], (12, 20)),
+           "conv": 0.01 * jax.random.normal(k[1], (3, 3, 4, 6)),
+           "b": 0.01 * jax.random.normal(k[2], (20,))}
+  tx = arch.as_optax(_zero_last(arch), num_steps=10)
+  u, _ = tx.update(grads, tx.init(params), params, value=jnp.float32(1.0))
+  d = step_scale.DISTANCE_INIT
+  want_w = -d * step_scale.MUON_RMS * np.sqrt(20) * step_scale.newton_schulz(grads["w"])
+  np.testing.assert_allclose(u["w"], want_w, rtol=1e-3, atol=1e-12)
+  conv = step_scale.newton_schulz(grads["conv"].reshape(36, 6)).reshape(3, 3, 4, 6)
+  np.testing.assert_allclose(u["conv"], -d * step_scale.MUON_RMS * 6.0 * conv, rtol=1e-3,
+                             atol=1e-12)
+  ref = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0)
+  rtx = ref.as_optax(_zero_last(ref), num_steps=10)
+  ru, _ = rtx.update(grads, rtx.init(params), params, value=jnp.float32(1.0))
+  np.testing.assert_allclose(u["b"], ru["b"], rtol=1e-6)
+
+
+def test_prodigy_muon_on_vectors_only_is_prodigy():
+  loss_fn = lambda p: jnp.sum(jnp.square(p["x"] - 2.0) * jnp.linspace(0.1, 2.0, 32))
+  params = {"x": jnp.zeros((32,))}
+  out = []
+  for scale in ("prodigy", "prodigy_muon"):
+    arch = learned_opt.get("mlp", step_scale=scale, step_mult=1.0)
+    _, _, losses = _train(arch.as_optax(_zero_last(arch), num_steps=100), loss_fn, params, 100)
+    out.append(losses)
+  np.testing.assert_array_equal(out[0], out[1])
