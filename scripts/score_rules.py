@@ -8,7 +8,10 @@ The yardstick is meta-validation's (meta_train/evaluation/validation.py), at 500
 steps, seed 0: tuned Adam is the best of 14 constant LRs per task, and every
 rule is scored by ``metrics.against_reference``. ``--suite val`` is 8 tasks drawn
 from the default distribution with key 777 (disjoint from meta-training's keys
-and from the ``heldout`` suite); ``--suite heldout`` is the committed suite. An
+and from the ``heldout`` suite); ``--suite recipe_val`` is the 6 tasks that
+configs/adaptive_cpu.py and the recipes built on it validate on during
+meta-training (``train.make_validator(c, 5, 6, 500)`` at seed 0); ``--suite
+heldout`` is the committed suite, never used for selection. An
 optimizer is a pretrained name, a ``.lopt`` file, or a JSON dict of ``mlp``
 hparams (its untrained init). ``adam_tuned_lr_cosine`` is an oracle: Adam at each
 task's tuned LR with cosine decay to 0 (it shows what a schedule alone gives).
@@ -46,6 +49,9 @@ class RuleTx:
 def task_list(suite: str):
   if suite == "val":
     return validation.held_out_tasks(jax.random.key(777), 8, distribution="default")
+  if suite == "recipe_val":  # the validator of adaptive_cpu and the configs built on it
+    return validation.held_out_tasks(jax.random.fold_in(jax.random.key(0), 5), 6,
+                                     distribution="default")
   built = (tasks.get_family(f).build(s) for f, s in suites.load_suite(suite).tasks)
   return [(t.name, t) for t in built]
 
@@ -56,7 +62,8 @@ def summary(label, rows, names=None):
           f"speedup {r['speedup']:.2f}", flush=True)
   print(f"{label}: wins {sum(r['win'] for r in rows):g} of {len(rows)}, median speedup "
         f"{np.median([r['speedup'] for r in rows]):.2f}, mean log ratio "
-        f"{np.mean([r['log_ratio'] for r in rows]):+.3f}", flush=True)
+        f"{np.mean([r['log_ratio'] for r in rows]):+.3f}, floored "
+        f"{np.mean([r['floored_log_ratio'] for r in rows]):+.3f}", flush=True)
 
 
 def main():

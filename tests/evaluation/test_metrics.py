@@ -37,6 +37,24 @@ def test_win_iqm_median():
   assert metrics.median([1.0, 3.0, 100.0]) == 3.0
 
 
+def test_floored_log_ratio_ties_near_solved_tasks_and_keeps_the_rest():
+  # Far above the floor (1% of the starting loss 2.0 = 0.02) it is the plain log ratio.
+  assert metrics.floored_log_ratio(1.0, 0.5, 2.0) == pytest.approx(np.log(1.02 / 0.52))
+  # Near zero the floor dominates: 1e-3 vs 8e-3 is small, not log 8.
+  near = metrics.floored_log_ratio(8e-3, 1e-3, 2.0)
+  assert near == pytest.approx(np.log(0.028 / 0.021)) and near < 0.2 * np.log(8.0)
+  # Order and sign are kept, and both solved is a tie.
+  assert metrics.floored_log_ratio(1e-3, 8e-3, 2.0) == pytest.approx(-near)
+  assert metrics.floored_log_ratio(0.0, 0.0, 2.0) == 0.0
+  # Divergence is the cap; Adam's divergence is NaN (left out), as in log_ratio.
+  assert metrics.floored_log_ratio(float("inf"), 1e-3, 2.0) == pytest.approx(np.log(10.0))
+  assert metrics.floored_log_ratio(500.0, 1e-3, 2.0) == pytest.approx(np.log(10.0))
+  assert np.isnan(metrics.floored_log_ratio(0.1, float("nan"), 2.0))
+  # A non-finite starting loss falls back to the plain ratio's 1e-6 floor.
+  assert metrics.floored_log_ratio(0.2, 0.1, float("nan")) == pytest.approx(
+      metrics.log_ratio(0.2, 0.1), rel=1e-4)
+
+
 def test_bootstrap_ci_reproducible_and_brackets_point():
   data = {"a": [1.0, 2.0, 3.0], "b": [10.0, 11.0, 12.0], "c": [5.0, 5.0, 6.0]}
   one = metrics.bootstrap_ci(data, np.mean, num_resamples=300)
