@@ -37,7 +37,7 @@ from meta_train.base import EstimatorError, HParams
 RESUMABLE_CHANGES = frozenset({
     "outer_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
     "eval_num_tasks", "eval_num_steps", "final_table", "final_table_steps",
-    "final_table_tasks", "progress", "distributed", "eval_select",
+    "final_table_tasks", "progress", "distributed",
     # Removed when validation moved to tuned Adam; listed so old workdirs holding them resume.
     "eval_adam_lr", "adam_sweep",
 })
@@ -88,7 +88,7 @@ def default() -> ml_collections.ConfigDict:
   c.eval_num_tasks = 2
   c.eval_num_steps = 200
   # The validation metric that picks export/best (lower is better): one of
-  # meta_train.evaluation.SELECTABLE.
+  # meta_train.evaluation.SELECTABLE. Not resumable: export/best on disk was picked by it.
   c.eval_select = "val_log_ratio"
   c.final_table = False  # print theta vs Adam (default LR, best swept LR) at the end
   c.final_table_tasks = 4
