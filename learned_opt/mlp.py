@@ -7,7 +7,7 @@ Adafactor-normalised gradient; see :func:`features.element_features`) plus the
 training-fraction and loss features (folded into its first bias, so they cost
 nothing per element) and outputs a direction and a log-magnitude.
 
-Init: He init for hidden layers, output layer x0.01, ``log_lr = 0`` and the
+Init: He init for hidden layers, output layer x``out_init`` (0.01), ``log_lr = 0`` and the
 Adam-direction skip of :mod:`per_param_mlp`: untrained, it behaves like a
 per-tensor-normalised Adam at ``step_mult`` (1e-3) and trains stably.
 State: 3 momenta + 1 second moment per parameter + factored rows/columns
@@ -47,6 +47,10 @@ class MLPLOpt(base.LearnedOptimizer):
       "prodigy_muon" (the same with Muon's orthogonalised direction on matrices).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
+    out_init: scale of the last layer at init (times He's). 0 starts the rule
+      exactly at its base: with step_scale "prodigy"/"prodigy_muon", the
+      LR-free rule itself, which scores better untrained than the default's
+      small random residual (docs/pretrained.md).
   """
 
   hidden_size: int = 16
@@ -54,10 +58,11 @@ class MLPLOpt(base.LearnedOptimizer):
   step_mult: float = 1e-3
   step_scale: str = "fixed"
   schedule: bool = False
+  out_init: float = 0.01
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
-                       bools=("schedule",))
+                       bools=("schedule",), ranges={"out_init": (0.0, 1.0)})
     if self.step_scale not in step_scale.STEP_SCALES:
       raise base.LearnedOptimizerError(
           f"mlp: step_scale={self.step_scale!r} is not one of {list(step_scale.STEP_SCALES)}; "
@@ -67,7 +72,7 @@ class MLPLOpt(base.LearnedOptimizer):
     k1, k2 = jax.random.split(key)
     sizes = (features.NUM_ELEMENT_FEATURES,) + (self.hidden_size,) * self.hidden_layers + (2,)
     theta = {
-        "mlp": per_param_mlp.init_layers(k1, sizes),
+        "mlp": per_param_mlp.init_layers(k1, sizes, out_scale=self.out_init),
         "global_w": jax.random.normal(k2, (_GLOBAL, self.hidden_size), jnp.float32)
                     * np.sqrt(1.0 / _GLOBAL),
         "log_lr": jnp.zeros([], jnp.float32),

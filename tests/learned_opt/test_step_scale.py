@@ -189,3 +189,13 @@ def test_prodigy_muon_on_vectors_only_is_prodigy():
     _, _, losses = _train(arch.as_optax(_zero_last(arch), num_steps=100), loss_fn, params, 100)
     out.append(losses)
   np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_out_init_zero_starts_at_the_base_rule_and_bad_values_name_the_field():
+  arch = learned_opt.get("mlp", step_scale="prodigy_muon", step_mult=1.0, out_init=0.0)
+  theta = arch.init_meta(jax.random.key(0))
+  jax.tree.map(np.testing.assert_array_equal, theta, _zero_last(arch))
+  assert learned_opt.get("mlp").out_init == 0.01  # the shipped thetas' init
+  for bad in (-0.1, float("nan"), 2.0):
+    with pytest.raises(LearnedOptimizerError, match="out_init"):
+      learned_opt.get("mlp", out_init=bad)
