@@ -43,7 +43,7 @@ class MLPLOpt(base.LearnedOptimizer):
       "fixed", "param_rms" (each tensor's parameter RMS), "distance"
       (Prodigy's online estimate of the distance to the solution) or
       "prodigy" (a learned residual on Prodigy's own update: untrained, with
-      ``step_mult=1``, it is ``optax.contrib.prodigy``; 2 more floats/param) or
+      ``step_mult=1``, it is ``optax.contrib.prodigy``; 4 more floats/param) or
       "prodigy_muon" (the same with Muon's orthogonalised direction on matrices).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
