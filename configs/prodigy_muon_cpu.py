@@ -25,20 +25,11 @@ mlp-prodigy-cpu-v2: it does not ship.
 `:tiny` runs a seconds-long version for tests.
 """
 
-import importlib.util
-import pathlib
-
-
-def _base():
-  path = pathlib.Path(__file__).with_name("prodigy_residual_cpu.py")
-  spec = importlib.util.spec_from_file_location("prodigy_residual_cpu", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+from meta_train import config as config_lib
 
 
 def get_config(arg=None):
-  c = _base().get_config(arg)
+  c = config_lib.load_beside(__file__, "prodigy_residual_cpu", arg)
   c.arch_hparams.step_scale = "prodigy_muon"
   c.learning_rate = 3e-4
   c.accumulate = 8

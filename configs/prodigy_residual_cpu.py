@@ -28,20 +28,11 @@ a median speedup of 0.84x against tuned Adam at 500 steps, 1 of 6 at 0.46x at
 `:tiny` runs a seconds-long version for tests.
 """
 
-import importlib.util
-import pathlib
-
-
-def _adaptive_cpu():
-  path = pathlib.Path(__file__).with_name("adaptive_cpu.py")
-  spec = importlib.util.spec_from_file_location("adaptive_cpu", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+from meta_train import config as config_lib
 
 
 def get_config(arg=None):
-  c = _adaptive_cpu().get_config(arg)
+  c = config_lib.load_beside(__file__, "adaptive_cpu", arg)
   c.arch_hparams.step_scale = "prodigy"
   c.learning_rate = 5e-5
   c.nres.shaping = "sign"

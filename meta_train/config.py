@@ -334,6 +334,13 @@ def _trajectory_fields(cfg: dict, estimator: str | None) -> dict:
   return out
 
 
+def load_beside(file: str, name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config ``NAME.py`` in the folder of ``file``, with ``arg``: how a config builds
+  on another (``configs/`` is not a package, so it cannot import its neighbours)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(file)), f"{name}.py")
+  return load_file(f"{path}:{arg}" if arg else path)
+
+
 def load_file(spec: str) -> ml_collections.ConfigDict:
   """``get_config(arg)`` of ``path/NAME.py[:arg]``, as ``--config`` loads it."""
   path, _, arg = spec.partition(":")
