@@ -35,14 +35,23 @@ def test_a_pretrained_name_resolves_through_every_entry_point(name):
   assert learned_opt.weights.kind(name) == "pretrained"
 
 
-def test_shipped_weights_are_unversioned_files_and_still_load():
-  """The shipped files predate the feature_version field (their SHA-256 is pinned)."""
+# Shipped before theta files recorded their feature version (their SHA-256 is pinned).
+UNVERSIONED = ("mlp-demo-v0", "mlp-small-cpu-v1")
+
+
+def test_shipped_weights_are_pinned_and_unversioned_files_still_load():
+  """The two oldest files predate the feature_version field; newer ones record it."""
+  assert set(UNVERSIONED) <= set(pretrained.names())
   for name in pretrained.names():
     path = pretrained._weights_dir() / pretrained.info(name)["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == pretrained.info(name)["sha256"]
     meta, _ = serialization.read(path)
-    assert "feature_version" not in meta
+    if name in UNVERSIONED:
+      assert "feature_version" not in meta
+    else:
+      assert meta["feature_version"] == base.FEATURE_VERSION
     assert pretrained.info(name)["feature_version"] == base.FEATURE_VERSION
+    pretrained.load_meta(name)
 
 
 def test_files_and_velo_checkpoints_resolve_by_header(tmp_path):

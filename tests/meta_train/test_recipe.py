@@ -60,7 +60,9 @@ def test_bad_augment_value_names_the_fix(bad):
 
 
 def test_init_from_loads_a_shipped_or_saved_theta(tmp_path):
-  c = _cfg(init_from=learned_opt.pretrained.names()[0])
+  name = learned_opt.pretrained.names()[0]
+  c = _cfg(init_from=name)
+  c.arch_hparams = config_lib.ml_collections.ConfigDict(learned_opt.pretrained.info(name)["hparams"])
   arch, _ = config_lib.validate(c)
   _, shipped = learned_opt.pretrained.load_meta(c.init_from)
   got = config_lib.init_theta(c, arch)
