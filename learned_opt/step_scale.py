@@ -49,9 +49,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from learned_opt import flat
+from learned_opt import features, flat
 
 STEP_SCALES = ("fixed", "param_rms", "distance", "prodigy", "prodigy_muon")
 PRODIGY_SCALES = ("prodigy", "prodigy_muon")  # the scales that carry a ProdigyState
@@ -166,11 +165,9 @@ def newton_schulz(x: jax.Array, steps: int = NS_STEPS) -> jax.Array:
 
 
 def is_matrix(shape: tuple[int, ...]) -> bool:
-  """Whether Muon orthogonalises this tensor: a matrix view with both sides > 1."""
-  if len(shape) < 2:
-    return False
-  rows = int(np.prod(shape[:-1], dtype=np.int64))
-  return rows > 1 and shape[-1] > 1
+  """Whether Muon orthogonalises this tensor: Adafactor's matrix view with both sides > 1."""
+  rows, cols = features.matrix_shape(shape)  # rank 0/1 is a (size, 1) column
+  return rows > 1 and cols > 1
 
 
 def muon_direction(layout: flat.Layout, m: jax.Array, direction: jax.Array) -> jax.Array:
@@ -186,8 +183,7 @@ def muon_direction(layout: flat.Layout, m: jax.Array, direction: jax.Array) -> j
     if not is_matrix(shape):
       slabs.append(flat.group_slab(layout, direction, gi))
       continue
-    rows = int(np.prod(shape[:-1], dtype=np.int64))
-    mat = flat.group_slab(layout, m, gi).reshape(len(group), rows, shape[-1])
-    o = newton_schulz(mat) * (MUON_RMS * math.sqrt(max(rows, shape[-1])))
-    slabs.append(o)
+    rows, cols = features.matrix_shape(shape)
+    mat = flat.group_slab(layout, m, gi).reshape(len(group), rows, cols)
+    slabs.append(newton_schulz(mat) * (MUON_RMS * math.sqrt(max(rows, cols))))
   return flat.flatten_groups(layout, slabs)
