@@ -47,6 +47,9 @@ class MLPLOpt(base.LearnedOptimizer):
       "prodigy_muon" (the same with Muon's orthogonalised direction on matrices).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
+    decay: a fixed decay of the step over the run, "none" or "cosine"
+      (to 0 at ``num_steps``; with a Prodigy scale, untrained and at
+      ``out_init=0``, the rule is Prodigy with a cosine LR schedule).
     out_init: scale of the last layer at init (times He's). 0 starts the rule
       exactly at its base: with step_scale "prodigy"/"prodigy_muon", the
       LR-free rule itself, which scores better untrained than the default's
@@ -59,6 +62,7 @@ class MLPLOpt(base.LearnedOptimizer):
   step_scale: str = "fixed"
   schedule: bool = False
   out_init: float = 0.01
+  decay: str = "none"
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
@@ -67,6 +71,10 @@ class MLPLOpt(base.LearnedOptimizer):
       raise base.LearnedOptimizerError(
           f"mlp: step_scale={self.step_scale!r} is not one of {list(step_scale.STEP_SCALES)}; "
           "pass e.g. step_scale='distance'.")
+    if self.decay not in step_scale.DECAYS:
+      raise base.LearnedOptimizerError(
+          f"mlp: decay={self.decay!r} is not one of {list(step_scale.DECAYS)}; "
+          "pass e.g. decay='cosine'.")
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)
@@ -95,7 +103,8 @@ class MLPLOpt(base.LearnedOptimizer):
     def step_fn(layout, extra, stats, x, time, loss_feats, g, p):
       bias = jnp.concatenate([time, loss_feats]) @ theta["global_w"]
       out = per_param_mlp.apply(theta["mlp"], x, first_bias=bias)
-      scale, skip = lr, None
+      sched = step_scale.decay(self.decay, time[0])  # time[0] is the training fraction
+      scale, skip = lr * sched, None
       if self.step_scale == "param_rms":
         scale = scale * step_scale.param_rms(layout, stats[:, 1])
       elif self.step_scale == "distance":
@@ -103,7 +112,7 @@ class MLPLOpt(base.LearnedOptimizer):
         scale = scale * extra.d
       elif self.step_scale in step_scale.PRODIGY_SCALES:
         # Prodigy's direction (Muon's on matrices) replaces the Adam-direction skip.
-        extra, d, skip = step_scale.update_prodigy(extra, g, p)
+        extra, d, skip = step_scale.update_prodigy(extra, g, p, sched)
         if self.step_scale == "prodigy_muon":
           skip = step_scale.muon_direction(layout, extra.m, skip)
         scale = scale * d

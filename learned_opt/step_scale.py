@@ -39,7 +39,13 @@ pure functions over the flat blocked arrays of :mod:`learned_opt.flat`:
 
 and a learned global **schedule**: ``exp(w . [time, loss features])``, Celo's
 step-size controller reduced to its linear core, zero (a multiplier of 1) at
-init.
+init; and a fixed **decay** of the step over the run (``mlp``'s ``decay``):
+``"cosine"`` multiplies it by ``(1 + cos(pi t)) / 2`` at training fraction
+``t``. With a Prodigy base it enters Prodigy's ``d`` estimate as an LR
+schedule does in optax, so the untrained rule is ``optax.contrib.prodigy``
+with ``optax.cosine_decay_schedule(1.0, num_steps)``: the LR-free baseline that
+scored best at 2,000 held-out steps (docs/pretrained.md), which a rule
+without a decay loses to at long horizons.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ import jax.numpy as jnp
 from learned_opt import features, flat
 
 STEP_SCALES = ("fixed", "param_rms", "distance", "prodigy", "prodigy_muon")
+DECAYS = ("none", "cosine")
 PRODIGY_SCALES = ("prodigy", "prodigy_muon")  # the scales that carry a ProdigyState
 PARAM_RMS_FLOOR = 1e-3  # zero-initialised tensors (biases) still get a step
 DISTANCE_DECAY = math.sqrt(0.999)
@@ -105,6 +112,13 @@ def param_rms(layout: flat.Layout, mean_p2: jax.Array) -> jax.Array:
   return flat.to_blocks(layout, rms)
 
 
+def decay(name: str, frac: jax.Array) -> jax.Array:
+  """The fixed step multiplier at training fraction ``frac`` in [0, 1]."""
+  if name == "cosine":  # optax.cosine_decay_schedule(1.0, n) at count frac * n
+    return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+  return jnp.ones([], jnp.float32)
+
+
 def schedule(w: jax.Array, time: jax.Array, loss_feats: jax.Array) -> jax.Array:
   """The learned global multiplier ``exp(w . [time, loss])``, clipped."""
   return jnp.exp(jnp.clip(jnp.concatenate([time, loss_feats]) @ w, *SCHEDULE_CLIP))
@@ -124,12 +138,14 @@ def init_prodigy(p: jax.Array) -> ProdigyState:
                       count=jnp.zeros([], jnp.int32))
 
 
-def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array):
+def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array, lr: jax.Array = 1.0):
   """Prodigy's step with the blocked gradient ``g`` at ``p``: ``(new state, d, direction)``.
 
-  ``d * direction`` is ``optax.contrib.prodigy(1.0)``'s update with the sign
-  flipped (this module's steps are subtracted). Like Prodigy, the step uses
-  the d of *before* this gradient; a non-finite estimate keeps the old one.
+  ``lr * d * direction`` is ``optax.contrib.prodigy(lr)``'s update with the sign
+  flipped (this module's steps are subtracted); ``lr`` (this step's value of an
+  LR schedule) also weighs the gradient in the ``d`` estimate, as in optax.
+  Like Prodigy, the step uses the d of *before* this gradient; a non-finite
+  estimate keeps the old one.
   """
   b1, b2 = PRODIGY_BETAS  # Prodigy's beta3 = sqrt(b2) is DISTANCE_DECAY
   d, t = state.distance.d, (state.count + 1).astype(jnp.float32)
@@ -138,7 +154,7 @@ def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array):
   m = b1 * state.m + (1.0 - b1) * dg
   v = b2 * state.v + (1.0 - b2) * jnp.square(dg)
   # Prodigy's weights d*bc*d/d0 are common to s and r, so d0 cancels in r/|s|.
-  dist = _advance_distance(state.distance, d * bc * d, g, p)
+  dist = _advance_distance(state.distance, lr * d * bc * d, g, p)
   direction = bc * m / (jnp.sqrt(v) + dist.d * PRODIGY_EPS)
   return ProdigyState(m=m, v=v, distance=dist, count=state.count + 1), d, direction
 

@@ -90,6 +90,8 @@ def test_param_rms_step_follows_a_reparameterisation():
 def test_bad_step_scale_names_the_choices():
   with pytest.raises(LearnedOptimizerError, match=r"step_scale='size'.*'distance'"):
     learned_opt.get("mlp", step_scale="size")
+  with pytest.raises(LearnedOptimizerError, match=r"decay='linear'.*'cosine'"):
+    learned_opt.get("mlp", decay="linear")
   with pytest.raises(LearnedOptimizerError, match="schedule must be True or False"):
     learned_opt.get("mlp", schedule=1)
 
@@ -104,16 +106,19 @@ def test_saved_levers_round_trip(tmp_path):
   np.testing.assert_array_equal(theta2["schedule_w"], theta["schedule_w"])
 
 
-def test_prodigy_base_at_zero_outputs_is_optax_prodigy():
-  """With the MLP's last layer at 0, step_scale="prodigy" takes optax.contrib.prodigy's steps."""
+@pytest.mark.parametrize("decay", ["none", "cosine"])
+def test_prodigy_base_at_zero_outputs_is_optax_prodigy(decay):
+  """With the MLP's last layer at 0, step_scale="prodigy" takes optax.contrib.prodigy's steps;
+  with decay="cosine", those of prodigy with a cosine LR schedule (the decay also weighs d)."""
   loss_fn, params = _small_regression(5, 64, 6, 16, jnp.cos)
-  arch = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0)
+  arch = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0, decay=decay)
+  lr = optax.cosine_decay_schedule(1.0, 200) if decay == "cosine" else 1.0
   theta = arch.init_meta(jax.random.key(0))
   last = f"w{len(theta['mlp']) // 2 - 1}"
   theta["mlp"][last] = jnp.zeros_like(theta["mlp"][last])
   p_ours, state, ours = _train(arch.as_optax(theta, num_steps=200), loss_fn, params, 200)
   with jax.numpy_dtype_promotion("standard"):  # optax's prodigy raises a float to an int32 count
-    p_ref, _, ref = _train(optax.contrib.prodigy(1.0), loss_fn, params, 200)
+    p_ref, _, ref = _train(optax.contrib.prodigy(lr), loss_fn, params, 200)
   assert float(state.extra.distance.d) > 100 * step_scale.DISTANCE_INIT  # d did move
   np.testing.assert_allclose(ours, ref, rtol=2e-3)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-5), p_ours, p_ref)

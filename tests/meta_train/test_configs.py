@@ -9,7 +9,7 @@ from meta_train import config as config_lib
 from tests.meta_train import helpers
 
 CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
-           "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu"]
+           "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu"]
 
 
 def _load(name):
@@ -34,7 +34,8 @@ def test_velo_like_tiny_runs_on_one_device(tmp_path):
   assert (tmp_path / "export" / "final").exists()
 
 
-@pytest.mark.parametrize("name", ["adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu"])
+@pytest.mark.parametrize("name", ["adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu",
+                                  "prodigy_cosine_cpu"])
 def test_adaptive_recipe_tiny_runs(tmp_path, name):
   """The recipe's levers together (distance or Prodigy step scale, learned schedule, nres) run end to end."""
   r = helpers.run_cli(tmp_path, config=f"{name}.py:tiny")
