@@ -10,7 +10,8 @@ rule is scored by ``metrics.against_reference``. ``--suite val`` is 8 tasks draw
 from the default distribution with key 777 (disjoint from meta-training's keys
 and from the ``heldout`` suite); ``--suite recipe_val`` is the 6 tasks that
 configs/adaptive_cpu.py and the recipes built on it validate on during
-meta-training (``train.make_validator(c, 5, 6, 500)`` at seed 0); ``--suite
+meta-training (``train.make_validator(c, 5, 6, 500)`` at seed 0; ``recipe_val:12``
+is the 12 of configs/prodigy_cosine_cpu.py, a different draw); ``--suite
 heldout`` is the committed suite, never used for selection. An
 optimizer is a pretrained name, a ``.lopt`` file, or a JSON dict of ``mlp``
 hparams (its untrained init). ``adam_tuned_lr_cosine`` is an oracle: Adam at each
@@ -49,8 +50,9 @@ class RuleTx:
 def task_list(suite: str):
   if suite == "val":
     return validation.held_out_tasks(jax.random.key(777), 8, distribution="default")
-  if suite == "recipe_val":  # the validator of adaptive_cpu and the configs built on it
-    return validation.held_out_tasks(jax.random.fold_in(jax.random.key(0), 5), 6,
+  if suite.split(":")[0] == "recipe_val":  # the validator of adaptive_cpu and its heirs
+    num = int(suite.split(":")[1]) if ":" in suite else 6  # "recipe_val:12": prodigy_cosine_cpu's
+    return validation.held_out_tasks(jax.random.fold_in(jax.random.key(0), 5), num,
                                      distribution="default")
   built = (tasks.get_family(f).build(s) for f, s in suites.load_suite(suite).tasks)
   return [(t.name, t) for t in built]
