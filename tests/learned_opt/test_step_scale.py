@@ -204,3 +204,23 @@ def test_out_init_zero_starts_at_the_base_rule_and_bad_values_name_the_field():
   for bad in (-0.1, float("nan"), 2.0):
     with pytest.raises(LearnedOptimizerError, match="out_init"):
       learned_opt.get("mlp", out_init=bad)
+
+
+def test_cosine_decay_scales_a_fixed_step_by_the_training_fraction():
+  """decay="cosine" multiplies the step by (1 + cos(pi t)) / 2, t = step / num_steps: same
+  state and gradient, the step at t is that factor times the undecayed one."""
+  p = {"w": jax.random.normal(jax.random.key(1), (16, 8))}
+  g = {"w": jax.random.normal(jax.random.key(2), (16, 8))}
+  steps = {}
+  for decay in ("none", "cosine"):
+    arch = learned_opt.get("mlp", decay=decay)
+    tx = arch.as_optax(arch.init_meta(jax.random.key(0)), num_steps=8)
+    state, out = tx.init(p), []
+    for _ in range(8):
+      u, state = tx.update(g, state, p, value=jnp.float32(1.0))
+      out.append(np.asarray(u["w"]))
+    steps[decay] = out
+  for k in range(8):
+    factor = 0.5 * (1 + np.cos(np.pi * k / 8))
+    np.testing.assert_allclose(steps["cosine"][k], factor * steps["none"][k], rtol=1e-5, atol=1e-9)
+  assert np.abs(steps["none"][0]).max() > 0
