@@ -94,12 +94,14 @@ def _plain(v: Any) -> Any:
 
 def check_hparams(arch: Any, *, ints: tuple[str, ...] = (), counts: tuple[str, ...] = (),
                   positive: tuple[str, ...] = (), bools: tuple[str, ...] = (),
-                  ranges: dict[str, tuple[float, float]] | None = None) -> None:
+                  ranges: dict[str, tuple[float, float]] | None = None,
+                  choices: dict[str, tuple[str, ...]] | None = None) -> None:
   """Raises unless each named field is valid (for ``__post_init__``).
 
   ``ints`` are ints >= 1, ``counts`` ints >= 0, ``positive`` finite numbers
-  > 0, ``bools`` True or False, and ``ranges`` maps a field to the closed
-  interval ``(lo, hi)`` its finite value must lie in. Finiteness is checked
+  > 0, ``bools`` True or False, ``ranges`` maps a field to the closed
+  interval ``(lo, hi)`` its finite value must lie in, and ``choices`` maps a
+  field to the names it may take. Finiteness is checked
   explicitly: ``inf > 0`` holds and every comparison with NaN is False, so a
   bare ``v > 0`` lets both through into every step.
   """
@@ -121,6 +123,10 @@ def check_hparams(arch: Any, *, ints: tuple[str, ...] = (), counts: tuple[str, .
     if not isinstance(getattr(arch, f), bool):
       raise LearnedOptimizerError(
           f"{name}.{f} must be True or False, got {getattr(arch, f)!r}{_default(arch, f)}.")
+  for f, names in (choices or {}).items():
+    if getattr(arch, f) not in names:
+      raise LearnedOptimizerError(
+          f"{name}.{f}={getattr(arch, f)!r} is not one of {list(names)}{_default(arch, f)}.")
 
 
 def _default(arch: Any, f: str) -> str:

@@ -66,15 +66,8 @@ class MLPLOpt(base.LearnedOptimizer):
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
-                       bools=("schedule",), ranges={"out_init": (0.0, 1.0)})
-    if self.step_scale not in step_scale.STEP_SCALES:
-      raise base.LearnedOptimizerError(
-          f"mlp: step_scale={self.step_scale!r} is not one of {list(step_scale.STEP_SCALES)}; "
-          "pass e.g. step_scale='distance'.")
-    if self.decay not in step_scale.DECAYS:
-      raise base.LearnedOptimizerError(
-          f"mlp: decay={self.decay!r} is not one of {list(step_scale.DECAYS)}; "
-          "pass e.g. decay='cosine'.")
+                       bools=("schedule",), ranges={"out_init": (0.0, 1.0)},
+                       choices={"step_scale": step_scale.STEP_SCALES, "decay": step_scale.DECAYS})
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)
