@@ -50,8 +50,9 @@ class RuleTx:
 def task_list(suite: str):
   if suite == "val":
     return validation.held_out_tasks(jax.random.key(777), 8, distribution="default")
-  if suite.split(":")[0] == "recipe_val":  # the validator of adaptive_cpu and its heirs
-    num = int(suite.split(":")[1]) if ":" in suite else 6  # "recipe_val:12": prodigy_cosine_cpu's
+  kind, _, num = suite.partition(":")  # "recipe_val:12": prodigy_cosine_cpu's 12 tasks
+  if kind == "recipe_val":  # the validator of adaptive_cpu and its heirs
+    num = int(num or 6)
     return validation.held_out_tasks(jax.random.fold_in(jax.random.key(0), 5), num,
                                      distribution="default")
   built = (tasks.get_family(f).build(s) for f, s in suites.load_suite(suite).tasks)
