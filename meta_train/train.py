@@ -381,7 +381,7 @@ def finish(job: Job) -> dict[str, Any]:
     final = os.path.join(job.workdir, "export", "final")
     learned_opt.save(final, job.arch, theta)
     result["plot"] = logs.plot_meta_loss(job.workdir)
-    best = f" (best held-out: export/best, step {job.best[1]})" if job.best[1] > 0 else ""
+    best = f" (best on validation: export/best, step {job.best[1]})" if job.best[1] > 0 else ""
     job.say(f"Done: {job.step} outer steps; theta exported to {final}{best}; "
             f"plot {result['plot']}.")
   if job.c.final_table and job.is_main:

@@ -9,7 +9,8 @@ from meta_train import config as config_lib
 from tests.meta_train import helpers
 
 CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
-           "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu"]
+           "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu",
+           "prodigy_muon_cosine_cpu"]
 
 
 def _load(name):
@@ -41,3 +42,12 @@ def test_adaptive_recipe_tiny_runs(tmp_path, name):
   r = helpers.run_cli(tmp_path, config=f"{name}.py:tiny")
   assert r.returncode == 0, r.stderr[-3000:]
   assert (tmp_path / "export" / "final").exists()
+
+
+def test_prodigy_muon_cosine_is_prodigy_cosine_with_muon_direction():
+  """Its header says run G was started as prodigy_cosine_cpu with one override; the configs must agree."""
+  mine = _load("prodigy_muon_cosine_cpu").get_config()
+  base = _load("prodigy_cosine_cpu").get_config()
+  assert mine.arch_hparams.step_scale == "prodigy_muon"
+  base.arch_hparams.step_scale = "prodigy_muon"
+  assert mine.to_dict() == base.to_dict()
