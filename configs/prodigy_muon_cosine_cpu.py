@@ -14,6 +14,14 @@ out_init=0) with one change:
   by Prodigy's d and the cosine decay. Untrained it is that hand-designed
   LR-free rule (row 6z of docs/pretrained.md's ablation table), the best
   untrained rule measured here; meta-training learns a residual on it.
+This config makes the shipped `mlp-prodigy-muon-cosine-cpu-v4` (run G, its
+export/best; 1,500 outer steps, 1,200,000 inner steps, about 48 wall minutes
+beside scoring jobs).
+Expected result (measured, docs/pretrained.md): export/best at step 1,500
+(the 12-task validation score improved at every evaluation: floored mean
+-0.029 at step 250 to -0.115 at 1,500, 11 of 12 wins at a median 1.93x
+against tuned Adam); on `heldout` 5 of 6 wins at 3.20x at 500 steps and 5 of
+6 at 2.46x at 2,000 (the 128-d quadratic is lost).
 The same run is `configs/prodigy_cosine_cpu.py
 --config.arch_hparams.step_scale=prodigy_muon` (how run G was started).
 `:tiny` runs a seconds-long version for tests.
