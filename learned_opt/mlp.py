@@ -54,6 +54,16 @@ class MLPLOpt(base.LearnedOptimizer):
       exactly at its base: with step_scale "prodigy"/"prodigy_muon", the
       LR-free rule itself, which scores better untrained than the default's
       small random residual (docs/pretrained.md).
+    learn_direction: where the MLP adds a learned direction to the base one:
+      "all" (the shipped thetas), "matrices" (dense and conv kernels only) or
+      "none" (it keeps only its log-magnitude head, one output, so the step
+      is the base direction times a learned per-element size). Where there
+      is none, a zero gradient takes a zero step. The additive direction
+      does not: its bias and global-feature terms are a drift that does not
+      vanish at a minimum, and an ill-conditioned quadratic's flat
+      directions amplify a drift by 1/curvature (it stalled
+      `mlp-prodigy-muon-cosine-cpu-v4`, which learned it on every tensor, at
+      35x tuned Adam's loss; docs/pretrained.md, sixth round).
   """
 
   hidden_size: int = 16
@@ -63,15 +73,18 @@ class MLPLOpt(base.LearnedOptimizer):
   schedule: bool = False
   out_init: float = 0.01
   decay: str = "none"
+  learn_direction: str = "all"
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
                        bools=("schedule",), ranges={"out_init": (0.0, 1.0)},
-                       choices={"step_scale": step_scale.STEP_SCALES, "decay": step_scale.DECAYS})
+                       choices={"step_scale": step_scale.STEP_SCALES, "decay": step_scale.DECAYS,
+                                "learn_direction": step_scale.DIRECTIONS})
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)
-    sizes = (features.NUM_ELEMENT_FEATURES,) + (self.hidden_size,) * self.hidden_layers + (2,)
+    sizes = (features.NUM_ELEMENT_FEATURES,) + (self.hidden_size,) * self.hidden_layers + (
+        (1,) if self.learn_direction == "none" else (2,))
     theta = {
         "mlp": per_param_mlp.init_layers(k1, sizes, out_scale=self.out_init),
         "global_w": jax.random.normal(k2, (_GLOBAL, self.hidden_size), jnp.float32)
@@ -96,6 +109,10 @@ class MLPLOpt(base.LearnedOptimizer):
     def step_fn(layout, extra, stats, x, time, loss_feats, g, p):
       bias = jnp.concatenate([time, loss_feats]) @ theta["global_w"]
       out = per_param_mlp.apply(theta["mlp"], x, first_bias=bias)
+      if self.learn_direction == "none":  # the one output is the magnitude
+        out = [jnp.zeros_like(out[0]), out[0]]
+      elif self.learn_direction == "matrices":
+        out = [out[0] * step_scale.matrix_mask(layout), out[1]]
       sched = step_scale.decay(self.decay, time[0])  # time[0] is the training fraction
       scale, skip = lr * sched, None
       if self.step_scale == "param_rms":

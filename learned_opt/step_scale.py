@@ -60,6 +60,8 @@ from learned_opt import features, flat
 
 STEP_SCALES = ("fixed", "param_rms", "distance", "prodigy", "prodigy_muon")
 DECAYS = ("none", "cosine")
+# Where the MLP adds a learned direction to the base one (``mlp``'s ``learn_direction``).
+DIRECTIONS = ("all", "matrices", "none")
 PRODIGY_SCALES = ("prodigy", "prodigy_muon")  # the scales that carry a ProdigyState
 PARAM_RMS_FLOOR = 1e-3  # zero-initialised tensors (biases) still get a step
 DISTANCE_DECAY = math.sqrt(0.999)
@@ -184,6 +186,13 @@ def is_matrix(shape: tuple[int, ...]) -> bool:
   """Whether Muon orthogonalises this tensor: Adafactor's matrix view with both sides > 1."""
   rows, cols = features.matrix_shape(shape)  # rank 0/1 is a (size, 1) column
   return rows > 1 and cols > 1
+
+
+def matrix_mask(layout: flat.Layout) -> jax.Array:
+  """Blocked 1.0 on the elements of matrices (dense and conv kernels), 0.0 elsewhere."""
+  return flat.flatten_groups(layout, [
+      jnp.full((len(g),) + layout.shapes[g[0]], float(is_matrix(layout.shapes[g[0]])))
+      for g in layout.groups])
 
 
 def muon_direction(layout: flat.Layout, m: jax.Array, direction: jax.Array) -> jax.Array:

@@ -224,3 +224,63 @@ def test_cosine_decay_scales_a_fixed_step_by_the_training_fraction():
     factor = 0.5 * (1 + np.cos(np.pi * k / 8))
     np.testing.assert_allclose(steps["cosine"][k], factor * steps["none"][k], rtol=1e-5, atol=1e-9)
   assert np.abs(steps["none"][0]).max() > 0
+
+
+# --- learn_direction: where the MLP adds a learned direction ("all", "matrices", "none").
+
+
+@pytest.mark.parametrize("scale", ["prodigy", "prodigy_muon"])
+def test_without_learned_direction_a_zero_gradient_takes_a_zero_step(scale):
+  """The additive learned direction is a drift at a minimum (its bias and global-feature terms do
+  not vanish with the gradient); where it is off, the step does vanish."""
+  params = {"w": jnp.ones((8, 12)), "b": jnp.ones((12,))}
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  steps = {}
+  for where in step_scale.DIRECTIONS:
+    arch = learned_opt.get("mlp", step_scale=scale, step_mult=1.0, out_init=0.5,
+                           learn_direction=where)
+    theta = arch.init_meta(jax.random.key(3))
+    theta["mlp"]["b1"] = theta["mlp"]["b1"] + 0.3  # a trained theta's output biases are not 0
+    tx = arch.as_optax(theta, num_steps=10)
+    u, _ = tx.update(zeros, tx.init(params), params, value=jnp.float32(1.0))
+    steps[where] = {k: float(jnp.abs(v).max()) for k, v in u.items()}
+  assert steps["all"]["w"] > 0 and steps["all"]["b"] > 0
+  assert steps["matrices"]["w"] > 0 and steps["matrices"]["b"] == 0
+  assert steps["none"] == {"w": 0.0, "b": 0.0}
+
+
+def test_without_learned_direction_the_step_keeps_the_base_direction_and_zero_is_the_base():
+  """Each element's step is the base's times a positive size; at out_init=0 it is the base rule."""
+  loss_fn, params = _small_regression(2, 64, 6, 16, jnp.sin)
+  grads = jax.grad(loss_fn)(params)
+  base = learned_opt.get("mlp", step_scale="prodigy_muon", step_mult=1.0, decay="cosine")
+  btx = base.as_optax(_zero_last(base), num_steps=50)
+  ref, _ = btx.update(grads, btx.init(params), params, value=jnp.float32(1.0))
+  for where, out_init in [("none", 0.0), ("matrices", 0.0), ("none", 0.5)]:
+    arch = learned_opt.get("mlp", step_scale="prodigy_muon", step_mult=1.0, decay="cosine",
+                           out_init=out_init, learn_direction=where)
+    theta = arch.init_meta(jax.random.key(0))
+    assert theta["mlp"]["w1"].shape == (16, 1 if where == "none" else 2)
+    tx = arch.as_optax(theta, num_steps=50)
+    u, _ = tx.update(grads, tx.init(params), params, value=jnp.float32(1.0))
+    if out_init == 0.0:
+      jax.tree.map(np.testing.assert_array_equal, u, ref)
+      continue
+    ratios = np.concatenate([np.asarray(a)[np.asarray(b) != 0] / np.asarray(b)[np.asarray(b) != 0]
+                             for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(ref))])
+    assert 0 < ratios.min() < ratios.max()  # a learned, positive, per-element size
+  assert learned_opt.get("mlp").learn_direction == "all"  # the shipped thetas' rule
+  with pytest.raises(LearnedOptimizerError, match="learn_direction.*matrices"):
+    learned_opt.get("mlp", learn_direction="vectors")
+
+
+def test_learn_direction_round_trips_and_a_two_output_theta_is_refused(tmp_path):
+  arch = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0, learn_direction="none")
+  theta = arch.init_meta(jax.random.key(0))
+  path = str(tmp_path / "t.lopt")
+  learned_opt.save(path, arch, theta)
+  arch2, theta2 = learned_opt.load_meta(path)
+  assert arch2 == arch and theta2["mlp"]["w1"].shape == (16, 1)
+  wrong = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0).init_meta(jax.random.key(0))
+  with pytest.raises(LearnedOptimizerError, match=r"expects \(1,\)"):
+    arch.as_optax(wrong, num_steps=10)

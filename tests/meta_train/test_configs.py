@@ -10,7 +10,7 @@ from tests.meta_train import helpers
 
 CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
            "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu",
-           "prodigy_muon_cosine_cpu"]
+           "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu"]
 
 
 def _load(name):
@@ -36,7 +36,7 @@ def test_velo_like_tiny_runs_on_one_device(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu",
-                                  "prodigy_cosine_cpu"])
+                                  "prodigy_cosine_cpu", "prodigy_muon_cosine_matdir_cpu"])
 def test_adaptive_recipe_tiny_runs(tmp_path, name):
   """The recipe's levers together (distance or Prodigy step scale, learned schedule, nres) run end to end."""
   r = helpers.run_cli(tmp_path, config=f"{name}.py:tiny")
@@ -50,4 +50,12 @@ def test_prodigy_muon_cosine_is_prodigy_cosine_with_muon_direction():
   base = _load("prodigy_cosine_cpu").get_config()
   assert mine.arch_hparams.step_scale == "prodigy_muon"
   base.arch_hparams.step_scale = "prodigy_muon"
+  assert mine.to_dict() == base.to_dict()
+
+
+def test_prodigy_muon_cosine_matdir_is_v4s_recipe_with_the_direction_on_matrices():
+  mine = _load("prodigy_muon_cosine_matdir_cpu").get_config()
+  base = _load("prodigy_muon_cosine_cpu").get_config()
+  assert mine.arch_hparams.learn_direction == "matrices"
+  base.arch_hparams.learn_direction = "matrices"
   assert mine.to_dict() == base.to_dict()
