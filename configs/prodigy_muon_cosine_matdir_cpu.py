@@ -14,8 +14,11 @@ mlp-prodigy-muon-cosine-cpu-v4) with one change:
   2,000 steps. v4's own theta with the direction masked on vectors scores the
   same on the 6 recipe_val tasks (5 of 6, 2.62x vs 2.71x) and reaches 0.027
   on that quadratic against v4's 14.9 (docs/pretrained.md, sixth round).
-Expected result: not measured yet (the run was started at the end of a
-session; docs/pretrained.md says where it stands).
+This config makes the shipped `mlp-prodigy-muon-cosine-matdir-cpu-v5` (run I,
+its export/best; 1,500 outer steps, 1,200,000 inner steps, 47 wall minutes).
+Expected result (measured, docs/pretrained.md): export/best at step 1,500,
+12-task validation -0.114 / 11 of 12 wins / 2.02x; on `heldout` 5 of 6 wins at
+3.20x at 500 steps and 6 of 6 at 2.31x at 2,000.
 `:tiny` runs a seconds-long version for tests.
 """
 
