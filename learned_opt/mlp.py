@@ -57,10 +57,11 @@ class MLPLOpt(base.LearnedOptimizer):
     learn_direction: where the MLP adds a learned direction to the base one:
       "all" (the shipped thetas), "matrices" (dense and conv kernels only) or
       "none" (it keeps only its log-magnitude head, one output, so the step
-      is the base direction times a learned per-element size). Where there
-      is none, a zero gradient takes a zero step. The additive direction
-      does not: its bias and global-feature terms are a drift that does not
-      vanish at a minimum, and an ill-conditioned quadratic's flat
+      is the base direction times a learned per-element size). Where the
+      MLP adds none, the step vanishes where the base direction does (a
+      first step from a zero gradient is zero; tested). The additive
+      direction does not: its bias and global-feature terms are a drift that
+      does not vanish at a minimum, and an ill-conditioned quadratic's flat
       directions amplify a drift by 1/curvature (it stalled
       `mlp-prodigy-muon-cosine-cpu-v4`, which learned it on every tensor, at
       35x tuned Adam's loss; docs/pretrained.md, sixth round).

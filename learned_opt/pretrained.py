@@ -32,8 +32,8 @@ _TABLE: dict[str, dict[str, Any]] = {
                          "--workdir runs/prodigy_muon_cosine_matdir; export/best, picked at outer "
                          "step 1,500 of 1,500 on 12 validation tasks by the floored log ratio "
                          "(v4's recipe with the learned direction on matrices only: on vectors "
-                         "the MLP learns only the step's size, so a zero gradient takes a zero "
-                         "step; seed 0)"),
+                         "the MLP learns only the step's size, so the step vanishes where the "
+                         "base direction does; seed 0)"),
             "compute": ("47 min wall (2,481 s inside outer steps, the first ~20 min beside the "
                         "test suite) for 1,500 outer steps, 1,200,000 inner steps, on 2 Intel "
                         "Xeon CPU cores"),
