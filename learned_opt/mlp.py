@@ -47,9 +47,10 @@ class MLPLOpt(base.LearnedOptimizer):
       "prodigy_muon" (the same with Muon's orthogonalised direction on matrices).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
-    decay: a fixed decay of the step over the run, "none" or "cosine"
-      (to 0 at ``num_steps``; with a Prodigy scale, untrained and at
-      ``out_init=0``, the rule is Prodigy with a cosine LR schedule).
+    decay: a fixed decay of the step over the run, "none", "cosine" or
+      "wsd" (constant, then linear over the last 20%; both reach 0 at
+      ``num_steps``; with a Prodigy scale, untrained and at ``out_init=0``,
+      the rule is Prodigy with that LR schedule).
     out_init: scale of the last layer at init (times He's). 0 starts the rule
       exactly at its base: with step_scale "prodigy"/"prodigy_muon", the
       LR-free rule itself, which scores better untrained than the default's

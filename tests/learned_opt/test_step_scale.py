@@ -90,7 +90,7 @@ def test_param_rms_step_follows_a_reparameterisation():
 def test_bad_step_scale_names_the_choices():
   with pytest.raises(LearnedOptimizerError, match=r"step_scale='size'.*'distance'"):
     learned_opt.get("mlp", step_scale="size")
-  with pytest.raises(LearnedOptimizerError, match=r"decay='linear'.*'cosine'"):
+  with pytest.raises(LearnedOptimizerError, match=r"decay='linear'.*'cosine'.*'wsd'"):
     learned_opt.get("mlp", decay="linear")
   with pytest.raises(LearnedOptimizerError, match="schedule must be True or False"):
     learned_opt.get("mlp", schedule=1)
@@ -106,13 +106,18 @@ def test_saved_levers_round_trip(tmp_path):
   np.testing.assert_array_equal(theta2["schedule_w"], theta["schedule_w"])
 
 
-@pytest.mark.parametrize("decay", ["none", "cosine"])
+def _wsd(n):  # optax's spelling of decay="wsd": constant, then linear to 0 over the last 20%
+  return optax.join_schedules([optax.constant_schedule(1.0),
+                               optax.linear_schedule(1.0, 0.0, n // 5)], [n - n // 5])
+
+
+@pytest.mark.parametrize("decay", ["none", "cosine", "wsd"])
 def test_prodigy_base_at_zero_outputs_is_optax_prodigy(decay):
   """With the MLP's last layer at 0, step_scale="prodigy" takes optax.contrib.prodigy's steps;
-  with decay="cosine", those of prodigy with a cosine LR schedule (the decay also weighs d)."""
+  with a decay, those of prodigy with that LR schedule (the decay also weighs d)."""
   loss_fn, params = _small_regression(5, 64, 6, 16, jnp.cos)
   arch = learned_opt.get("mlp", step_scale="prodigy", step_mult=1.0, decay=decay)
-  lr = optax.cosine_decay_schedule(1.0, 200) if decay == "cosine" else 1.0
+  lr = {"none": 1.0, "cosine": optax.cosine_decay_schedule(1.0, 200), "wsd": _wsd(200)}[decay]
   theta = arch.init_meta(jax.random.key(0))
   last = f"w{len(theta['mlp']) // 2 - 1}"
   theta["mlp"][last] = jnp.zeros_like(theta["mlp"][last])
@@ -206,23 +211,27 @@ def test_out_init_zero_starts_at_the_base_rule_and_bad_values_name_the_field():
       learned_opt.get("mlp", out_init=bad)
 
 
-def test_cosine_decay_scales_a_fixed_step_by_the_training_fraction():
-  """decay="cosine" multiplies the step by (1 + cos(pi t)) / 2, t = step / num_steps: same
-  state and gradient, the step at t is that factor times the undecayed one."""
+@pytest.mark.parametrize("decay,factor", [
+    ("cosine", lambda t: 0.5 * (1 + np.cos(np.pi * t))),
+    ("wsd", lambda t: min(1.0, (1 - t) / 0.2))])
+def test_decay_scales_a_fixed_step_by_the_training_fraction(decay, factor):
+  """decay="cosine" multiplies the step by (1 + cos(pi t)) / 2, t = step / num_steps, and
+  "wsd" by min(1, (1 - t) / 0.2): same state and gradient, the step at t is that factor
+  times the undecayed one."""
   p = {"w": jax.random.normal(jax.random.key(1), (16, 8))}
   g = {"w": jax.random.normal(jax.random.key(2), (16, 8))}
   steps = {}
-  for decay in ("none", "cosine"):
-    arch = learned_opt.get("mlp", decay=decay)
-    tx = arch.as_optax(arch.init_meta(jax.random.key(0)), num_steps=8)
+  for name in ("none", decay):
+    arch = learned_opt.get("mlp", decay=name)
+    tx = arch.as_optax(arch.init_meta(jax.random.key(0)), num_steps=10)
     state, out = tx.init(p), []
-    for _ in range(8):
+    for _ in range(10):
       u, state = tx.update(g, state, p, value=jnp.float32(1.0))
       out.append(np.asarray(u["w"]))
-    steps[decay] = out
-  for k in range(8):
-    factor = 0.5 * (1 + np.cos(np.pi * k / 8))
-    np.testing.assert_allclose(steps["cosine"][k], factor * steps["none"][k], rtol=1e-5, atol=1e-9)
+    steps[name] = out
+  for k in range(10):
+    np.testing.assert_allclose(steps[decay][k], factor(k / 10) * steps["none"][k], rtol=1e-5,
+                               atol=1e-9)
   assert np.abs(steps["none"][0]).max() > 0
 
 

@@ -10,7 +10,7 @@ from tests.meta_train import helpers
 
 CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
            "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu",
-           "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu"]
+           "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu", "prodigy_muon_wsd_matdir_cpu"]
 
 
 def _load(name):
@@ -36,7 +36,8 @@ def test_velo_like_tiny_runs_on_one_device(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu",
-                                  "prodigy_cosine_cpu", "prodigy_muon_cosine_matdir_cpu"])
+                                  "prodigy_cosine_cpu", "prodigy_muon_cosine_matdir_cpu",
+                                  "prodigy_muon_wsd_matdir_cpu"])
 def test_adaptive_recipe_tiny_runs(tmp_path, name):
   """The recipe's levers together (distance or Prodigy step scale, learned schedule, nres) run end to end."""
   r = helpers.run_cli(tmp_path, config=f"{name}.py:tiny")
@@ -47,6 +48,7 @@ def test_adaptive_recipe_tiny_runs(tmp_path, name):
 @pytest.mark.parametrize("name,base,field,value", [
     ("prodigy_muon_cosine_cpu", "prodigy_cosine_cpu", "step_scale", "prodigy_muon"),
     ("prodigy_muon_cosine_matdir_cpu", "prodigy_muon_cosine_cpu", "learn_direction", "matrices"),
+    ("prodigy_muon_wsd_matdir_cpu", "prodigy_muon_cosine_matdir_cpu", "decay", "wsd"),
 ])
 def test_one_lever_config_is_its_base_with_that_override(name, base, field, value):
   """Each header says the run is its base config with one arch override (run G was started
