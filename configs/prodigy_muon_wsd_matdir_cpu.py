@@ -14,7 +14,12 @@ shipped mlp-prodigy-muon-cosine-matdir-cpu-v5) with one change:
   128-d quadratic of conditioning 1e4) d is still too small then: untrained
   Prodigy reaches 50.2 there at 500 steps with a cosine and 13.5 with WSD,
   against tuned Adam's 4.58 (docs/pretrained.md, seventh round).
-Expected result: see docs/pretrained.md, seventh round (run J).
+This config makes the shipped `mlp-prodigy-muon-wsd-matdir-cpu-v6` (run J,
+its export/best; 1,500 outer steps, 1,200,000 inner steps, 47 wall minutes).
+Expected result (measured, docs/pretrained.md): export/best at step 1,500,
+12-task validation -0.140 / 12 of 12 wins / 2.11x; on `heldout` (3 seeds, 500
+steps) a win rate of 0.778 at a median 1.63x, and 0.944 at 3.16x at 2,000
+steps (3 seeds).
 `:tiny` runs a seconds-long version for tests.
 """
 

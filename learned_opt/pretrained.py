@@ -19,6 +19,32 @@ from learned_opt import base, theta_file
 
 # name -> {"file": ..., "sha256": ..., "info": {...}}; recommended first.
 _TABLE: dict[str, dict[str, Any]] = {
+    "mlp-prodigy-muon-wsd-matdir-cpu-v6": {
+        "file": "mlp-prodigy-muon-wsd-matdir-cpu-v6.lopt",
+        "sha256": "7b1991ec75cdbb3d23930aadd36de73640a9eeda155cf83904ec176a5041e830",
+        "info": {
+            "arch": "mlp",
+            "hparams": {"hidden_size": 16, "hidden_layers": 1, "step_mult": 1.0,
+                        "step_scale": "prodigy_muon", "schedule": True, "out_init": 0.0,
+                        "decay": "wsd", "learn_direction": "matrices"},
+            "feature_version": 1,
+            "training": ("python -m meta_train --config configs/prodigy_muon_wsd_matdir_cpu.py "
+                         "--workdir runs/prodigy_muon_wsd_matdir; export/best, picked at outer "
+                         "step 1,500 of 1,500 on 12 validation tasks by the floored log ratio "
+                         "(v5's recipe with a constant-then-linear decay, WSD, instead of the "
+                         "cosine; seed 0)"),
+            "compute": ("47 min wall (2,310 s inside outer steps, the first ~30 min beside a "
+                        "3-seed evaluation) for 1,500 outer steps, 1,200,000 inner steps, on 2 "
+                        "Intel Xeon CPU cores"),
+            "evaluation": ("heldout suite vs per-task LR-tuned Adam (14 LRs), 3 seeds "
+                           "(scripts/evaluate.py): win rate 0.778, median speedup 1.63 at 500 "
+                           "steps (v5: 0.833, 2.78); 0.944, 3.16 at 2,000 (v5: 1.0, 2.71). Still "
+                           "loses the 128-d quadratic at 500 steps (3.98 vs 2.34, v5 18.9). 14 "
+                           "validation tasks, 500 steps: 13 wins, floored mean log ratio -0.095 "
+                           "(v5: 12, -0.100)."),
+            "model_card": "docs/pretrained.md",
+        },
+    },
     "mlp-prodigy-muon-cosine-matdir-cpu-v5": {
         "file": "mlp-prodigy-muon-cosine-matdir-cpu-v5.lopt",
         "sha256": "de5b178e199dd08e68188645d141667fd32a89bd62f0d92e1f7db7475c4afa9c",
