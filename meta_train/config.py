@@ -87,6 +87,7 @@ def default() -> ml_collections.ConfigDict:
   c.eval_every = 0  # 0: no periodic evaluation
   c.eval_num_tasks = 2
   c.eval_num_steps = 200
+  c.eval_suites = ""  # committed suites ("val_ood") joining the drawn ones; never "heldout"
   # The validation metric that picks export/best (lower is better): one of
   # meta_train.evaluation.SELECTABLE. Not resumable: export/best on disk was picked by it.
   c.eval_select = "val_log_ratio"
@@ -164,6 +165,28 @@ def estimator_hparams(c: ml_collections.ConfigDict) -> HParams:
     raise _fail(f"bad estimator setting: config.{name}: {e} Fix it with {flag} .") from e
 
 
+REPORTING_SUITE = "heldout"  # reported on, never selected on
+
+
+def eval_suite_names(spec: str) -> list[str]:
+  """The names in ``config.eval_suites`` ("" is none)."""
+  return [n.strip() for n in spec.split(",") if n.strip()]
+
+
+def _check_eval_suites(spec) -> None:
+  if not isinstance(spec, str):
+    raise _fail(f"config.eval_suites must be a string of comma-separated suite names, got "
+                f"{spec!r}; pass e.g. --config.eval_suites=val_ood, or '' for none.")
+  for name in eval_suite_names(spec):
+    if name == REPORTING_SUITE:
+      raise _fail(f"config.eval_suites names {name!r}, the suite results are reported on; "
+                  "selecting on it would bias every held-out number. Use a validation suite "
+                  "such as 'val_ood'.")
+    if name not in evaluation.suite_names():
+      raise _fail(f"config.eval_suites names an unknown suite {name!r}; valid: "
+                  f"{[n for n in evaluation.suite_names() if n != REPORTING_SUITE]}.")
+
+
 def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: bool = True):
   """Checks a config before anything compiles; returns ``(arch, hp)``.
 
@@ -192,6 +215,7 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: 
       or not c.anchor_decay >= 0):
     raise _fail(f"config.anchor_decay must be a number >= 0 (0 turns it off), got "
                 f"{c.anchor_decay!r}.")
+  _check_eval_suites(c.eval_suites)
   if c.eval_select not in evaluation.SELECTABLE:
     raise _fail(f"config.eval_select {c.eval_select!r} is not a validation metric; valid: "
                 f"{list(evaluation.SELECTABLE)}.")

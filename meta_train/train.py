@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import learned_opt
+import tasks
 from meta_train import checkpoint, engine, estimators, evaluation, lock, logs
 from meta_train import config as config_lib
 
@@ -258,13 +259,17 @@ def place(host_state: engine.OuterState, mesh) -> engine.OuterState:
                            engine.put_global(host_state.groups, slots))
 
 
-def make_validator(c, index: int, num_tasks: int, num_steps: int) -> evaluation.Validator:
-  """Held-out tasks from key ``fold_in(key(seed), index)``, disjoint from the training keys."""
+def make_validator(c, index: int, num_tasks: int, num_steps: int,
+                   suites: str = "") -> evaluation.Validator:
+  """Held-out tasks from key ``fold_in(key(seed), index)``, disjoint from the training keys,
+  then the tasks of the committed ``suites`` (``config.eval_suites``)."""
   key = jax.random.fold_in(jax.random.key(c.seed), index)
-  return evaluation.Validator(
-      evaluation.held_out_tasks(key, num_tasks, distribution=c.task_distribution,
-                                family=c.task_family),
-      evaluation.validation.setting(num_steps))
+  drawn = evaluation.held_out_tasks(key, num_tasks, distribution=c.task_distribution,
+                                    family=c.task_family)
+  built = [tasks.get_family(f).build(s) for name in config_lib.eval_suite_names(suites)
+           for f, s in evaluation.load_suite(name).tasks]
+  return evaluation.Validator(drawn + [(t.name, t) for t in built],
+                              evaluation.validation.setting(num_steps))
 
 
 def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
@@ -291,7 +296,8 @@ def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
              default=(math.inf, -1))
   return Job(c, workdir, arch, hp, groups, pools, state,
              engine.jit_outer_step(arch, c.estimator, hp, tx, mesh), mngr,
-             make_validator(c, 5, c.eval_num_tasks, c.eval_num_steps) if c.eval_every else None,
+             make_validator(c, 5, c.eval_num_tasks, c.eval_num_steps, c.eval_suites)
+             if c.eval_every else None,
              best, step0 if restored is not None else -1)
 
 

@@ -12,7 +12,8 @@ and from the ``heldout`` suite); ``--suite recipe_val`` is the 6 tasks that
 configs/adaptive_cpu.py and the recipes built on it validate on during
 meta-training (``train.make_validator(c, 5, 6, 500)`` at seed 0; ``recipe_val:12``
 is the 12 of configs/prodigy_cosine_cpu.py, a different draw); ``--suite
-heldout`` is the committed suite, never used for selection. An
+heldout`` is the committed suite, never used for selection, and ``--suite val_ood`` the
+committed validation suite outside the training distribution (any committed suite works). An
 optimizer is a pretrained name, a ``.lopt`` file, or a JSON dict of ``mlp``
 hparams (its untrained init). ``adam_tuned_lr_cosine`` is an oracle: Adam at each
 task's tuned LR with cosine decay to 0 (it shows what a schedule alone gives).

@@ -40,3 +40,19 @@ def test_resolve_tasks_mixes_suites_and_families():
   assert suites.resolve_tasks("vae")[1] == 500
   with pytest.raises(EvalError, match="valid suites"):
     suites.resolve_tasks("tiny,nope")
+
+
+def test_val_ood_is_outside_the_default_ranges_and_disjoint_from_heldout():
+  """The selection suite extrapolates like heldout does, on other tasks: no spec is shared."""
+  ood, held = suites.load_suite("val_ood").tasks, suites.load_suite("heldout").tasks
+  by_family = dict(ood)
+  assert by_family["quadratic"].dim > 64 and by_family["quadratic"].conditioning > 1e3
+  assert max(by_family["image_mlp"].hidden_sizes) > 128
+  assert not set(by_family["image_conv"].channels) <= {4, 8, 16, 32}
+  assert by_family["rnn_lm"].vocab_size > 64 and by_family["rnn_lm"].data_temperature < 0.3
+  assert by_family["transformer_lm"].width not in (16, 32, 64)
+  assert by_family["autoencoder"].hidden_sizes[-1] not in (4, 8, 16, 32)
+  assert not {suites.task_id(f, s) for f, s in ood} & {suites.task_id(f, s) for f, s in held}
+  assert {f for f, _ in ood} == {f for f, _ in held}
+  for family, spec in ood:
+    tasks.build_task(family, spec)
