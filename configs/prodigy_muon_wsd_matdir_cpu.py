@@ -9,11 +9,11 @@ What it does: configs/prodigy_muon_cosine_matdir_cpu.py (the recipe of the
 shipped mlp-prodigy-muon-cosine-matdir-cpu-v5) with one change:
 - `decay="wsd"`: the step (and the weight of each gradient in Prodigy's d
   estimate) stays at 1 until 80% of the run, then falls linearly to 0,
-  instead of following a cosine. Prodigy's d grows only while that weight is
-  high; under a cosine it has halved by mid-run, and on a slow task (the
-  128-d quadratic of conditioning 1e4) d is still too small then: untrained
-  Prodigy reaches 50.2 there at 500 steps with a cosine and 13.5 with WSD,
-  against tuned Adam's 4.58 (docs/pretrained.md, seventh round).
+  instead of following a cosine. A cosine has halved the step by mid-run,
+  while on a slow task (the 128-d quadratic of conditioning 1e4) the loss is
+  still limited by the step's size; Prodigy's d itself settles by step ~50
+  there. Untrained Prodigy reaches 50.2 on it at 500 steps with a cosine and
+  13.5 with WSD, against tuned Adam's 4.58 (docs/pretrained.md, seventh round).
 This config makes the shipped `mlp-prodigy-muon-wsd-matdir-cpu-v6` (run J,
 its export/best; 1,500 outer steps, 1,200,000 inner steps, 47 wall minutes).
 Expected result (measured, docs/pretrained.md): export/best at step 1,500,

@@ -41,9 +41,10 @@ and a learned global **schedule**: ``exp(w . [time, loss features])``, Celo's
 step-size controller reduced to its linear core, zero (a multiplier of 1) at
 init; and a fixed **decay** of the step over the run (``mlp``'s ``decay``):
 ``"cosine"`` multiplies it by ``(1 + cos(pi t)) / 2`` at training fraction
-``t``; ``"wsd"`` keeps it at 1 until ``t = 0.8``, then decays it linearly to 0. With a Prodigy base it enters Prodigy's ``d`` estimate as an LR
+``t``; ``"wsd"`` keeps it at 1 until ``t = 0.8``, then decays it linearly
+to 0. With a Prodigy base it enters Prodigy's ``d`` estimate as an LR
 schedule does in optax, so the untrained rule is ``optax.contrib.prodigy``
-with ``optax.cosine_decay_schedule(1.0, num_steps)``: the LR-free baseline that
+with that schedule (``optax.cosine_decay_schedule(1.0, num_steps)``): the LR-free baseline that
 scored best at 2,000 held-out steps (docs/pretrained.md), which a rule
 without a decay loses to at long horizons.
 """
@@ -62,8 +63,9 @@ STEP_SCALES = ("fixed", "param_rms", "distance", "prodigy", "prodigy_muon")
 DECAYS = ("none", "cosine", "wsd")
 # "wsd": warmup-stable-decay without the warmup (Hagele et al. 2024, "Scaling laws and
 # compute-optimal training beyond fixed training durations"): constant, then linear to 0
-# over the last WSD_COOLDOWN of the run. Prodigy's d grows only while the LR is high, and a
-# cosine halves it by mid-run, before d has caught up on slow tasks (docs/pretrained.md).
+# over the last WSD_COOLDOWN of the run. A cosine halves the step by mid-run, while the loss
+# of a slow task (an ill-conditioned quadratic) is still limited by the step's size; Prodigy's
+# d itself settles early there (docs/pretrained.md, seventh round).
 WSD_COOLDOWN = 0.2
 # Where the MLP adds a learned direction to the base one (``mlp``'s ``learn_direction``).
 DIRECTIONS = ("all", "matrices", "none")

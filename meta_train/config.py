@@ -168,7 +168,7 @@ def estimator_hparams(c: ml_collections.ConfigDict) -> HParams:
 REPORTING_SUITE = "heldout"  # reported on, never selected on
 
 
-def eval_suite_names(spec: str) -> list[str]:
+def _eval_suite_names(spec: str) -> list[str]:
   """The names in ``config.eval_suites`` ("" is none)."""
   return [n.strip() for n in spec.split(",") if n.strip()]
 
@@ -177,7 +177,7 @@ def _check_eval_suites(spec) -> None:
   if not isinstance(spec, str):
     raise _fail(f"config.eval_suites must be a string of comma-separated suite names, got "
                 f"{spec!r}; pass e.g. --config.eval_suites=val_ood, or '' for none.")
-  for name in eval_suite_names(spec):
+  for name in _eval_suite_names(spec):
     if name == REPORTING_SUITE:
       raise _fail(f"config.eval_suites names {name!r}, the suite results are reported on; "
                   "selecting on it would bias every held-out number. Use a validation suite "

@@ -266,8 +266,8 @@ def make_validator(c, index: int, num_tasks: int, num_steps: int,
   key = jax.random.fold_in(jax.random.key(c.seed), index)
   drawn = evaluation.held_out_tasks(key, num_tasks, distribution=c.task_distribution,
                                     family=c.task_family)
-  built = [tasks.get_family(f).build(s) for name in config_lib.eval_suite_names(suites)
-           for f, s in evaluation.load_suite(name).tasks]
+  built = ([tasks.build_task(f, s) for f, s in evaluation.resolve_tasks(suites)[0]]
+           if suites.strip() else [])
   return evaluation.Validator(drawn + [(t.name, t) for t in built],
                               evaluation.validation.setting(num_steps))
 
