@@ -67,10 +67,10 @@ def default() -> ml_collections.ConfigDict:
   c.task_distribution = "quadratic"  # a tasks.distributions() name
   c.task_family = ""  # if set, only this family (overrides task_distribution)
   c.num_groups = 1  # task groups (family + shapes) visited round-robin; one compile each
+  c.extra_groups = ""  # comma-separated families, one more group each ("quadratic_ill")
   c.num_slots = 8  # tasks per meta-batch (global; divisible by the device count)
   c.pool_size = 4  # tasks each slot draws from at its resets
-  # Augmentation: > 0 stores each training task's tensors divided by a random
-  # per-tensor factor in [e^-x, e^x] (tasks.ReparameterizedTask); held-out tasks stay plain.
+  # > 0: each training tensor divided by a random factor in [e^-x, e^x] (tasks.augment).
   c.augment_reparam = 0.0
   # Outer optimizer.
   c.learning_rate = 3e-3
@@ -187,6 +187,21 @@ def _check_eval_suites(spec) -> None:
                   f"{[n for n in evaluation.suite_names() if n != REPORTING_SUITE]}.")
 
 
+def extra_group_families(spec: str) -> list[str]:
+  """The family names in ``config.extra_groups`` ("" is none), in order."""
+  return [n.strip() for n in spec.split(",") if n.strip()]
+
+
+def _check_extra_groups(spec) -> None:
+  if not isinstance(spec, str):
+    raise _fail(f"config.extra_groups must be a string of comma-separated task families, got "
+                f"{spec!r}; pass e.g. --config.extra_groups=quadratic_ill, or '' for none.")
+  for name in extra_group_families(spec):
+    if name not in tasks.families():
+      raise _fail(f"config.extra_groups names an unknown task family {name!r}; valid: "
+                  f"{tasks.families()}.")
+
+
 def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: bool = True):
   """Checks a config before anything compiles; returns ``(arch, hp)``.
 
@@ -216,6 +231,7 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: 
     raise _fail(f"config.anchor_decay must be a number >= 0 (0 turns it off), got "
                 f"{c.anchor_decay!r}.")
   _check_eval_suites(c.eval_suites)
+  _check_extra_groups(c.extra_groups)
   if c.eval_select not in evaluation.SELECTABLE:
     raise _fail(f"config.eval_select {c.eval_select!r} is not a validation metric; valid: "
                 f"{list(evaluation.SELECTABLE)}.")

@@ -21,7 +21,7 @@ becomes an all-reduce that XLA inserts. Each process builds only its own slots
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ from meta_train import estimators
 from meta_train.base import HParams, PESState, Task, Theta
 
 AXIS = "slots"
+EXTRA_GROUPS_SALT = 1_000_003  # folds the key of config.extra_groups away from the drawn groups
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +115,22 @@ def to_host(tree: Any) -> Any:
 
 
 def sample_groups(key: jax.Array, *, num_groups: int, distribution: str,
-                  family: str = "") -> list[Group]:
-  """Draws the run's groups from a key shared by all hosts (so all compile the same)."""
+                  family: str = "", extra: Sequence[str] = ()) -> list[Group]:
+  """Draws the run's groups from a key shared by all hosts (so all compile the same).
+
+  ``num_groups`` from ``family`` (or else ``distribution``), then one group of
+  each family in ``extra`` (``config.extra_groups``), from keys of their own,
+  so adding extra groups leaves the drawn ones as they were.
+  """
   groups = []
   for k in jax.random.split(key, num_groups):
     if family:
       groups.append(Group(family, tasks.get_family(family).sample(k)))
     else:
       groups.append(Group(*tasks.sample_task(k, distribution)))
+  for i, name in enumerate(extra):
+    k = jax.random.fold_in(jax.random.fold_in(key, EXTRA_GROUPS_SALT), i)
+    groups.append(Group(name, tasks.get_family(name).sample(k)))
   return groups
 
 

@@ -242,7 +242,8 @@ def build_pools(c, mesh) -> tuple[list[engine.Group], list[Any]]:
   root = jax.random.key(c.seed)
   k_groups, k_pools = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
   groups = engine.sample_groups(k_groups, num_groups=c.num_groups,
-                                distribution=c.task_distribution, family=c.task_family)
+                                distribution=c.task_distribution, family=c.task_family,
+                                extra=config_lib.extra_group_families(c.extra_groups))
   n_local = c.num_slots // jax.process_count()
   pools = [engine.put_local_slots(
       engine.build_pool(g, jax.random.fold_in(k_pools, i), num_slots=n_local,

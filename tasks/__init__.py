@@ -28,7 +28,7 @@ from tasks.datasets import ImageData, TextData
 from tasks.model import ModelTask
 
 # The built-in families (each module registers itself with @register_family).
-from tasks.quadratic import QuadraticSpec, QuadraticTask
+from tasks.quadratic import IllQuadraticSpec, QuadraticSpec, QuadraticTask
 from tasks.image_mlp import ImageMLPSpec
 from tasks.image_conv import ImageConvSpec
 from tasks.rnn_lm import RNNLMSpec

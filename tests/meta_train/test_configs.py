@@ -10,7 +10,8 @@ from tests.meta_train import helpers
 
 CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
            "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu",
-           "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu", "prodigy_muon_wsd_matdir_cpu"]
+           "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu", "prodigy_muon_wsd_matdir_cpu",
+           "prodigy_muon_wsd_illquad_cpu"]
 
 
 def _load(name):
@@ -56,4 +57,12 @@ def test_one_lever_config_is_its_base_with_that_override(name, base, field, valu
   mine, ref = _load(name).get_config(), _load(base).get_config()
   assert mine.arch_hparams[field] == value
   ref.arch_hparams[field] = value
+  assert mine.to_dict() == ref.to_dict()
+
+
+def test_illquad_config_is_v6s_recipe_with_an_extra_group_and_ood_selection():
+  """Its header names exactly these two changes from prodigy_muon_wsd_matdir_cpu (run K)."""
+  mine, ref = (_load("prodigy_muon_wsd_illquad_cpu").get_config(),
+               _load("prodigy_muon_wsd_matdir_cpu").get_config())
+  ref.extra_groups, ref.eval_suites = "quadratic_ill", "val_ood"
   assert mine.to_dict() == ref.to_dict()

@@ -30,6 +30,22 @@ def test_quadratic_optimum_is_exact():
   assert float(det.normalizer(mean)) == pytest.approx(1.0, rel=0.1)
 
 
+def test_ill_conditioned_family_keeps_its_ranges_and_the_reported_quadratics_outside():
+  """quadratic_ill trains recipes on slow quadratics; heldout's must stay outside its ranges."""
+  from meta_train.evaluation import suites  # pylint: disable=g-import-not-at-top
+  family = tasks.get_family("quadratic_ill")
+  specs = [family.sample(jax.random.key(i)) for i in range(200)]
+  assert all(type(s) is tasks.IllQuadraticSpec for s in specs)
+  assert {s.dim for s in specs} == {32, 64}
+  assert all(1e2 <= s.conditioning <= 3e3 and 1e-2 <= s.noise <= 0.3 for s in specs)
+  held = [spec for fam, spec in suites.load_suite("heldout").tasks if fam == "quadratic"]
+  assert held and all(s.dim > 64 and s.conditioning > 3e3 for s in held)
+  task = family.build(specs[0])
+  assert task.name == f"quadratic_ill/d{specs[0].dim}"
+  with pytest.raises(tasks.TaskError, match="bad quadratic_ill spec: expected a IllQuadraticSpec"):
+    family.build(tasks.QuadraticSpec(dim=4))
+
+
 def test_reparameterisation_keeps_the_loss():
   task = tasks.build_task("image_mlp")
   wrapped = tasks.augment(task, jax.random.key(0))
