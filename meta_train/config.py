@@ -75,11 +75,11 @@ def default() -> ml_collections.ConfigDict:
   # Outer optimizer.
   c.learning_rate = 3e-3
   c.clip_norm = 1.0
-  # > 0: decoupled decay of theta toward its step-0 value (AdamW's decay with the init
-  # as the centre), so noise and bias in the meta-gradient cannot walk theta far from
-  # a good init: a coordinate settles within ~1/anchor_decay of it, in Adam's units.
+  # > 0: decoupled decay of theta toward its step-0 value (AdamW's, centred on the init):
+  # a coordinate settles within ~1/anchor_decay of it, in Adam's units.
   c.anchor_decay = 0.0
   c.accumulate = 1  # >1: average this many meta-gradients per update (optax.MultiSteps)
+  c.outer_lr_mults = ""  # "schedule_w=30,log_lr=30": those theta entries' own outer LR x
   # Jobs.
   c.log_every = 1
   c.checkpoint_every = 50
@@ -202,6 +202,38 @@ def _check_extra_groups(spec) -> None:
                   f"{tasks.families()}.")
 
 
+def outer_lr_mults(spec: str) -> dict[str, float]:
+  """``config.outer_lr_mults`` as ``{theta entry: multiplier}`` ("" is none).
+
+  Examples:
+    >>> outer_lr_mults("schedule_w=30, log_lr=10")
+    {'schedule_w': 30.0, 'log_lr': 10.0}
+  """
+  out = {}
+  for item in filter(None, (p.strip() for p in spec.split(","))):
+    name, sep, value = item.partition("=")
+    try:
+      mult = float(value) if sep else math.nan
+    except ValueError:
+      mult = math.nan
+    if not name.strip() or not (math.isfinite(mult) and mult > 0):
+      raise _fail(f"config.outer_lr_mults entry {item!r} is not NAME=MULT with a finite "
+                  "MULT > 0; pass e.g. --config.outer_lr_mults=schedule_w=30,log_lr=30.")
+    out[name.strip()] = mult
+  return out
+
+
+def _check_outer_lr_mults(spec, arch) -> None:
+  if not isinstance(spec, str):
+    raise _fail(f"config.outer_lr_mults must be a string 'NAME=MULT,...', got {spec!r}; "
+                "pass e.g. --config.outer_lr_mults=schedule_w=30, or '' for none.")
+  names = sorted(jax.eval_shape(arch.init_meta, jax.random.key(0)))
+  for name in outer_lr_mults(spec):
+    if name not in names:
+      raise _fail(f"config.outer_lr_mults names {name!r}, which is not an entry of the "
+                  f"{type(arch).__name__} theta; valid: {names}.")
+
+
 def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: bool = True):
   """Checks a config before anything compiles; returns ``(arch, hp)``.
 
@@ -239,6 +271,7 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: 
     arch = learned_opt.get(c.arch, **c.arch_hparams.to_dict())
   except learned_opt.LearnedOptimizerError as e:
     raise _fail(f"bad learned optimizer: {e} Set --config.arch / --config.arch_hparams.") from e
+  _check_outer_lr_mults(c.outer_lr_mults, arch)
   hp = estimator_hparams(c)
   if c.init_from and check_init:
     init_theta(c, arch)

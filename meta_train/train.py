@@ -278,7 +278,8 @@ def restore_or_init(c, workdir: str, arch, hp, theta0) -> Job:
   mesh = engine.make_mesh()
   groups, pools = build_pools(c, mesh)
   tx = engine.outer_optimizer(learning_rate=c.learning_rate, clip_norm=c.clip_norm,
-                              accumulate=c.accumulate, anchor_decay=c.anchor_decay)
+                              accumulate=c.accumulate, anchor_decay=c.anchor_decay,
+                              lr_mults=config_lib.outer_lr_mults(c.outer_lr_mults))
   state = fresh_state(c, arch, hp, mesh, theta0, pools, tx)
   mngr = checkpoint.manager(workdir, c.keep_checkpoints)
   try:

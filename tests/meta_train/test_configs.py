@@ -11,7 +11,7 @@ from tests.meta_train import helpers
 CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
            "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu",
            "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu", "prodigy_muon_wsd_matdir_cpu",
-           "prodigy_muon_wsd_illquad_cpu"]
+           "prodigy_muon_wsd_illquad_cpu", "prodigy_muon_wsd_illquad_ctrl_cpu"]
 
 
 def _load(name):
@@ -65,4 +65,12 @@ def test_illquad_config_is_v6s_recipe_with_an_extra_group_and_ood_selection():
   mine, ref = (_load("prodigy_muon_wsd_illquad_cpu").get_config(),
                _load("prodigy_muon_wsd_matdir_cpu").get_config())
   ref.extra_groups, ref.eval_suites = "quadratic_ill", "val_ood"
+  assert mine.to_dict() == ref.to_dict()
+
+
+def test_ctrl_config_is_run_ks_recipe_with_the_controllers_outer_lr_raised():
+  """Run L: one change from prodigy_muon_wsd_illquad_cpu (run K)."""
+  mine, ref = (_load("prodigy_muon_wsd_illquad_ctrl_cpu").get_config(),
+               _load("prodigy_muon_wsd_illquad_cpu").get_config())
+  ref.outer_lr_mults = "schedule_w=30,log_lr=30"
   assert mine.to_dict() == ref.to_dict()

@@ -119,3 +119,47 @@ def test_eval_select_picks_export_best(tmp_path, key, best_step):
   train.evaluate_and_export(job)
   assert job.best[1] == best_step
   assert key in evaluation.SELECTABLE
+
+
+def test_lr_mults_give_the_named_entries_their_own_outer_lr():
+  # Adam moves every coordinate by ~lr under a steady gradient; a multiplier scales that
+  # for its entry only, nested leaves included, and leaves the others as plain Adam.
+  theta0 = {"w": jnp.zeros(3), "ctrl": {"a": jnp.zeros(2), "b": jnp.zeros(())}}
+  grad = lambda t: jax.tree.map(jnp.ones_like, t)
+  plain = _run_updates(engine.outer_optimizer(learning_rate=0.01, clip_norm=10.0), theta0,
+                       grad, 100)
+  fast = _run_updates(engine.outer_optimizer(learning_rate=0.01, clip_norm=10.0,
+                                             lr_mults={"ctrl": 30.0}), theta0, grad, 100)
+  np.testing.assert_allclose(fast["w"], plain["w"], rtol=1e-6)
+  np.testing.assert_allclose(plain["ctrl"]["a"], -1.0, rtol=1e-3)
+  for leaf in jax.tree.leaves(fast["ctrl"]):
+    np.testing.assert_allclose(leaf, -30.0, rtol=1e-3)
+  # No multipliers: the optimizer state has the structure old checkpoints hold.
+  assert (jax.tree.structure(engine.outer_optimizer(learning_rate=0.01, clip_norm=1.0,
+                                                    lr_mults={}).init(theta0))
+          == jax.tree.structure(engine.outer_optimizer(learning_rate=0.01,
+                                                       clip_norm=1.0).init(theta0)))
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("schedule=30", r"names 'schedule', which is not an entry of the MLPLOpt theta; valid: "
+                    r"\['global_w', 'log_lr', 'mlp', 'schedule_w'\]"),
+    ("schedule_w", "is not NAME=MULT"),
+    ("schedule_w=0", "finite MULT > 0"),
+    ("schedule_w=nan", "finite MULT > 0"),
+    ("schedule_w=x", "finite MULT > 0"),
+    (None, "must be a string"),
+])
+def test_bad_outer_lr_mults_name_the_fix(value, needle):
+  c = helpers.load_config("prodigy_muon_wsd_illquad_ctrl_cpu", "tiny")
+  c.outer_lr_mults = value
+  with pytest.raises(config_lib.ConfigError, match=needle):
+    config_lib.validate(c, devices=False)
+
+
+def test_a_run_cannot_resume_with_other_outer_lr_mults(tmp_path):
+  c = helpers.load_config("prodigy_muon_wsd_illquad_ctrl_cpu", "tiny")
+  train.check_workdir(str(tmp_path), c)
+  c.outer_lr_mults = ""
+  with pytest.raises(train.WorkdirError, match="outer_lr_mults"):
+    train.check_workdir(str(tmp_path), c)
