@@ -227,7 +227,9 @@ def _check_outer_lr_mults(spec, arch) -> None:
   if not isinstance(spec, str):
     raise _fail(f"config.outer_lr_mults must be a string 'NAME=MULT,...', got {spec!r}; "
                 "pass e.g. --config.outer_lr_mults=schedule_w=30, or '' for none.")
-  names = sorted(jax.eval_shape(arch.init_meta, jax.random.key(0)))
+  # The key is made inside the trace: a concrete one would start JAX's backend, which
+  # must wait for jax.distributed.initialize (validate runs before it).
+  names = sorted(jax.eval_shape(lambda: arch.init_meta(jax.random.key(0))))
   for name in outer_lr_mults(spec):
     if name not in names:
       raise _fail(f"config.outer_lr_mults names {name!r}, which is not an entry of the "
