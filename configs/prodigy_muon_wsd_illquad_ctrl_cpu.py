@@ -12,9 +12,12 @@ What it does: configs/prodigy_muon_wsd_illquad_cpu.py with one change:
   step, so at 5e-5 over 1,500 steps these zero-initialised entries can move
   0.075 at most; in v6 and run K they moved 0.01-0.02, a step change of a few
   percent, while the quadratics want 2x (docs/pretrained.md, eighth round).
-Expected result: not yet measured (run L, started 2026-12-07 14:15 UTC; the rule
-for shipping it was written before any of its scores, docs/pretrained.md,
-eighth round).
+This config makes the shipped `mlp-prodigy-muon-wsd-illquad-ctrl-cpu-v7` (run L,
+its export/best, picked at step 500 of 1,500; 1,200,000 inner steps, 43 wall minutes).
+Expected result (measured, docs/pretrained.md, eighth round): 18-task validation
+at step 500 -0.183 / 16 of 18 wins / 2.37x, worse after it (step 1,500: -0.129 /
+10 / 0.93); on `heldout` (3 seeds) 0.833 at a median 3.39x at 500 steps and
+0.833 at 2.40x at 2,000.
 `:tiny` runs a seconds-long version for tests.
 """
 

@@ -19,6 +19,33 @@ from learned_opt import base, theta_file
 
 # name -> {"file": ..., "sha256": ..., "info": {...}}; recommended first.
 _TABLE: dict[str, dict[str, Any]] = {
+    "mlp-prodigy-muon-wsd-illquad-ctrl-cpu-v7": {
+        "file": "mlp-prodigy-muon-wsd-illquad-ctrl-cpu-v7.lopt",
+        "sha256": "9ebc35d79574a9c5897ba7d4e6707e33f9be7d5b4c4bf9d1029afb8ead17d11c",
+        "info": {
+            "arch": "mlp",
+            "hparams": {"hidden_size": 16, "hidden_layers": 1, "step_mult": 1.0,
+                        "step_scale": "prodigy_muon", "schedule": True, "out_init": 0.0,
+                        "decay": "wsd", "learn_direction": "matrices"},
+            "feature_version": 1,
+            "training": ("python -m meta_train --config configs/prodigy_muon_wsd_illquad_ctrl_cpu.py "
+                         "--workdir runs/prodigy_muon_wsd_illquad_ctrl; export/best, picked at "
+                         "outer step 500 of 1,500 on 18 validation tasks (12 drawn + val_ood) by "
+                         "the floored log ratio (v6's recipe plus a quadratic_ill task group and a "
+                         "30x outer LR for the global step controller; seed 0)"),
+            "compute": ("1,500 outer steps, 1,200,000 inner steps (export/best after 500 steps, "
+                        "400,000), 43 min wall (1,909 s inside outer steps, the first ~11 min "
+                        "beside unit tests at nice 19) on 2 Intel Xeon CPU cores"),
+            "evaluation": ("heldout suite vs per-task LR-tuned Adam (14 LRs), 3 seeds "
+                           "(scripts/evaluate.py): win rate 0.833, median speedup 3.39 at 500 "
+                           "steps (v6: 0.778, 1.63; v5: 0.833, 2.78); 0.833, 2.40 at 2,000 (v6: "
+                           "0.944, 3.16; v5: 1.0, 2.71). Loses the 128-d quadratic at 500 steps "
+                           "(3-seed mean 7.35 vs 2.34) and on 2 seeds at 2,000. 18 validation "
+                           "tasks, 500 steps: 16 wins, floored mean log ratio -0.183 (v6: 16, "
+                           "-0.150; v5: 16, -0.160)."),
+            "model_card": "docs/pretrained.md",
+        },
+    },
     "mlp-prodigy-muon-wsd-matdir-cpu-v6": {
         "file": "mlp-prodigy-muon-wsd-matdir-cpu-v6.lopt",
         "sha256": "7b1991ec75cdbb3d23930aadd36de73640a9eeda155cf83904ec176a5041e830",
