@@ -168,16 +168,17 @@ def estimator_hparams(c: ml_collections.ConfigDict) -> HParams:
 REPORTING_SUITE = "heldout"  # reported on, never selected on
 
 
-def _eval_suite_names(spec: str) -> list[str]:
-  """The names in ``config.eval_suites`` ("" is none)."""
+def _comma_names(field: str, spec, what: str, example: str) -> list[str]:
+  """The names in a comma-separated string field (``eval_suites``, ``extra_groups``; "" is
+  none), in order; anything but a string is refused, naming the field."""
+  if not isinstance(spec, str):
+    raise _fail(f"config.{field} must be a string of comma-separated {what}, got {spec!r}; "
+                f"pass e.g. --config.{field}={example}, or '' for none.")
   return [n.strip() for n in spec.split(",") if n.strip()]
 
 
 def _check_eval_suites(spec) -> None:
-  if not isinstance(spec, str):
-    raise _fail(f"config.eval_suites must be a string of comma-separated suite names, got "
-                f"{spec!r}; pass e.g. --config.eval_suites=val_ood, or '' for none.")
-  for name in _eval_suite_names(spec):
+  for name in _comma_names("eval_suites", spec, "suite names", "val_ood"):
     if name == REPORTING_SUITE:
       raise _fail(f"config.eval_suites names {name!r}, the suite results are reported on; "
                   "selecting on it would bias every held-out number. Use a validation suite "
@@ -188,14 +189,11 @@ def _check_eval_suites(spec) -> None:
 
 
 def extra_group_families(spec: str) -> list[str]:
-  """The family names in ``config.extra_groups`` ("" is none), in order."""
-  return [n.strip() for n in spec.split(",") if n.strip()]
+  """The family names in ``config.extra_groups``, in order."""
+  return _comma_names("extra_groups", spec, "task families", "quadratic_ill")
 
 
 def _check_extra_groups(spec) -> None:
-  if not isinstance(spec, str):
-    raise _fail(f"config.extra_groups must be a string of comma-separated task families, got "
-                f"{spec!r}; pass e.g. --config.extra_groups=quadratic_ill, or '' for none.")
   for name in extra_group_families(spec):
     if name not in tasks.families():
       raise _fail(f"config.extra_groups names an unknown task family {name!r}; valid: "

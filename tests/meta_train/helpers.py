@@ -50,6 +50,14 @@ def load_config(name, arg=None):
                               + (f":{arg}" if arg else ""))
 
 
+def tiny_config(**overrides):
+  """``configs/tiny.py`` with top-level fields overridden."""
+  c = load_config("tiny")
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
 def multihost_config(port=0, process_id=-1, num_processes=0):
   """``tiny`` shrunk for the two-process test: 4 global slots, 2 outer steps, no eval."""
   c = load_config("tiny")

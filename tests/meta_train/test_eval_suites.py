@@ -8,11 +8,7 @@ from meta_train.evaluation import suites
 from tests.meta_train import helpers
 
 
-def _tiny(**kw):
-  c = helpers.load_config("tiny")
-  for k, v in kw.items():
-    c[k] = v
-  return c
+_tiny = helpers.tiny_config
 
 
 def test_suites_join_the_drawn_validation_tasks():

@@ -8,11 +8,7 @@ from meta_train import engine, train
 from tests.meta_train import helpers
 
 
-def _tiny(**kw):
-  c = helpers.load_config("tiny")
-  for k, v in kw.items():
-    c[k] = v
-  return c
+_tiny = helpers.tiny_config
 
 
 def test_extra_groups_follow_the_drawn_ones_and_leave_them_unchanged():
