@@ -47,6 +47,12 @@ class MLPLOpt(base.LearnedOptimizer):
       "prodigy_muon" (the same with Muon's orthogonalised direction on matrices).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
+    vector_step: a learned step multiplier ``exp(theta["vector_log_lr"])`` on
+      every tensor that is not a matrix (biases, scales, and a quadratic's
+      parameter vector), 1 at init. Muon's users give those tensors their own
+      Adam LR; here Prodigy's one ``d`` serves both, and the held-out-style
+      quadratics want about 2x it while image nets do not (docs/pretrained.md,
+      ninth round).
     decay: a fixed decay of the step over the run, "none", "cosine" or
       "wsd" (constant, then linear over the last 20%; both reach 0 at
       ``num_steps``; with a Prodigy scale, untrained and at ``out_init=0``,
@@ -76,10 +82,11 @@ class MLPLOpt(base.LearnedOptimizer):
   out_init: float = 0.01
   decay: str = "none"
   learn_direction: str = "all"
+  vector_step: bool = False
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
-                       bools=("schedule",), ranges={"out_init": (0.0, 1.0)},
+                       bools=("schedule", "vector_step"), ranges={"out_init": (0.0, 1.0)},
                        choices={"step_scale": step_scale.STEP_SCALES, "decay": step_scale.DECAYS,
                                 "learn_direction": step_scale.DIRECTIONS})
 
@@ -95,6 +102,8 @@ class MLPLOpt(base.LearnedOptimizer):
     }
     if self.schedule:
       theta["schedule_w"] = jnp.zeros((_GLOBAL,), jnp.float32)
+    if self.vector_step:
+      theta["vector_log_lr"] = jnp.zeros([], jnp.float32)
     return theta
 
   def as_optax(self, theta: base.Theta, *, num_steps: int) -> optax.GradientTransformationExtraArgs:
@@ -130,6 +139,9 @@ class MLPLOpt(base.LearnedOptimizer):
         scale = scale * d
       if self.schedule:
         scale = scale * step_scale.schedule(theta["schedule_w"], time, loss_feats)
+      if self.vector_step:
+        vec = 1.0 - step_scale.matrix_mask(layout)
+        scale = scale * jnp.exp(theta["vector_log_lr"] * vec)
       return per_param_mlp.step_from_outputs(out, x, scale, skip), extra
 
     return per_param_mlp.flat_transform("mlp", num_steps, init_extra, step_fn)

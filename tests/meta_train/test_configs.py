@@ -74,3 +74,13 @@ def test_ctrl_config_is_run_ks_recipe_with_the_controllers_outer_lr_raised():
                _load("prodigy_muon_wsd_illquad_cpu").get_config())
   ref.outer_lr_mults = "schedule_w=30,log_lr=30"
   assert mine.to_dict() == ref.to_dict()
+
+
+def test_vec_config_is_run_ls_recipe_with_a_learned_vector_step():
+  """Run M: run L's config with the vector step, its outer LR, and 1,000 outer steps."""
+  mine, ref = (_load("prodigy_muon_wsd_illquad_vec_cpu").get_config(),
+               _load("prodigy_muon_wsd_illquad_ctrl_cpu").get_config())
+  ref.arch_hparams.vector_step = True
+  ref.outer_lr_mults = "schedule_w=30,log_lr=30,vector_log_lr=30"
+  ref.outer_steps = 1000
+  assert mine.to_dict() == ref.to_dict()
