@@ -83,12 +83,18 @@ class MLPLOpt(base.LearnedOptimizer):
   decay: str = "none"
   learn_direction: str = "all"
   vector_step: bool = False
+  vector_step_init: float = 0.0
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
-                       bools=("schedule", "vector_step"), ranges={"out_init": (0.0, 1.0)},
+                       bools=("schedule", "vector_step"),
+                       ranges={"out_init": (0.0, 1.0), "vector_step_init": (-3.0, 3.0)},
                        choices={"step_scale": step_scale.STEP_SCALES, "decay": step_scale.DECAYS,
                                 "learn_direction": step_scale.DIRECTIONS})
+    if self.vector_step_init != 0.0 and not self.vector_step:
+      raise base.LearnedOptimizerError(
+          f"mlp.vector_step_init={self.vector_step_init!r} needs vector_step=True (it is the "
+          "init of theta['vector_log_lr'], which only vector_step adds); set both or neither.")
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)
@@ -103,7 +109,7 @@ class MLPLOpt(base.LearnedOptimizer):
     if self.schedule:
       theta["schedule_w"] = jnp.zeros((_GLOBAL,), jnp.float32)
     if self.vector_step:
-      theta["vector_log_lr"] = jnp.zeros([], jnp.float32)
+      theta["vector_log_lr"] = jnp.full([], self.vector_step_init, jnp.float32)
     return theta
 
   def as_optax(self, theta: base.Theta, *, num_steps: int) -> optax.GradientTransformationExtraArgs:

@@ -324,3 +324,13 @@ def test_vector_step_scales_exactly_the_non_matrix_tensors():
       mult = 1.0 if step_scale.is_matrix(a[name].shape) else np.exp(v)  # w2 (16, 1) is not
       np.testing.assert_allclose(b[name], mult * a[name], rtol=1e-5, atol=1e-12)
     assert np.abs(a["b1"]).max() > 0 and np.abs(a["w1"]).max() > 0
+
+
+def test_vector_step_init_sets_the_start_and_needs_vector_step():
+  arch = learned_opt.get("mlp", step_scale="prodigy_muon", step_mult=1.0, vector_step=True,
+                         vector_step_init=0.5)
+  assert float(arch.init_meta(jax.random.key(0))["vector_log_lr"]) == 0.5
+  with pytest.raises(LearnedOptimizerError, match="needs vector_step=True"):
+    learned_opt.get("mlp", vector_step_init=0.5)
+  with pytest.raises(LearnedOptimizerError, match=r"vector_step_init must be a finite number"):
+    learned_opt.get("mlp", vector_step=True, vector_step_init=float("nan"))

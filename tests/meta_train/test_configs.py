@@ -1,6 +1,7 @@
 """Every config file loads and validates; velo_like runs on 1 device with its tiny overrides."""
 
 import importlib.util
+import math
 import os
 
 import pytest
@@ -11,7 +12,8 @@ from tests.meta_train import helpers
 CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "velo_like",
            "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu",
            "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu", "prodigy_muon_wsd_matdir_cpu",
-           "prodigy_muon_wsd_illquad_cpu", "prodigy_muon_wsd_illquad_ctrl_cpu"]
+           "prodigy_muon_wsd_illquad_cpu", "prodigy_muon_wsd_illquad_ctrl_cpu",
+           "prodigy_muon_wsd_illquad_vec_cpu", "prodigy_muon_wsd_illquad_vec2x_cpu"]
 
 
 def _load(name):
@@ -38,7 +40,7 @@ def test_velo_like_tiny_runs_on_one_device(tmp_path):
 
 @pytest.mark.parametrize("name", ["adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu",
                                   "prodigy_cosine_cpu", "prodigy_muon_cosine_matdir_cpu",
-                                  "prodigy_muon_wsd_matdir_cpu"])
+                                  "prodigy_muon_wsd_matdir_cpu", "prodigy_muon_wsd_illquad_vec2x_cpu"])
 def test_adaptive_recipe_tiny_runs(tmp_path, name):
   """The recipe's levers together (distance or Prodigy step scale, learned schedule, nres) run end to end."""
   r = helpers.run_cli(tmp_path, config=f"{name}.py:tiny")
@@ -83,4 +85,13 @@ def test_vec_config_is_run_ls_recipe_with_a_learned_vector_step():
   ref.arch_hparams.vector_step = True
   ref.outer_lr_mults = "schedule_w=30,log_lr=30,vector_log_lr=30"
   ref.outer_steps = 1000
+  assert mine.to_dict() == ref.to_dict()
+
+
+def test_vec2x_config_is_run_ms_recipe_started_at_twice_the_vector_step():
+  """Run N: run M's config with vector_log_lr starting at log 2 and at the plain outer LR."""
+  mine, ref = (_load("prodigy_muon_wsd_illquad_vec2x_cpu").get_config(),
+               _load("prodigy_muon_wsd_illquad_vec_cpu").get_config())
+  ref.arch_hparams.vector_step_init = math.log(2.0)
+  ref.outer_lr_mults = "schedule_w=30,log_lr=30"
   assert mine.to_dict() == ref.to_dict()
