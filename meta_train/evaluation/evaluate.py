@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import learned_opt
 import tasks
 from meta_train.evaluation import baselines as baselines_lib
 from meta_train.evaluation import optimizers as optimizers_lib
@@ -219,6 +220,17 @@ def _read_results(path: str) -> dict[str, Any]:
   return results
 
 
+def _same_method(old: dict[str, Any], new: dict[str, Any]) -> bool:
+  """Whether stored method info ``old`` describes ``new``. A hyperparameter that ``old`` lacks
+  counts as its default: one added to the architecture since those results were written
+  (``mlp``'s ``vector_step``) does not make the same optimizer a different method."""
+  if old.get("kind") != "learned" or not isinstance(old.get("hparams"), dict):
+    return old == new
+  defaults = learned_opt.get(new["arch"]).hparams() if new.get("arch") == old.get("arch") else {}
+  filled = {k: old["hparams"].get(k, defaults.get(k)) for k in new.get("hparams", {})}
+  return old | {"hparams": filled} == new and set(old["hparams"]) <= set(filled)
+
+
 def _load(path: str, setting: Setting, plan: Plan) -> dict[str, Any]:
   if not os.path.exists(path):
     return {"version": RESULTS_VERSION, "setting": dataclasses.asdict(setting), "tasks": {},
@@ -230,7 +242,7 @@ def _load(path: str, setting: Setting, plan: Plan) -> dict[str, Any]:
                     "same --steps and run settings to resume.")
   for m in plan.methods:
     old = results["methods"].get(m.name)
-    if old is not None and old != json.loads(json.dumps(m.info | {"kind": m.kind})):
+    if old is not None and not _same_method(old, json.loads(json.dumps(m.info | {"kind": m.kind}))):
       raise EvalError(f"{path} holds results for a different method named {m.name!r} "
                       f"({old}); use a new --out or another LABEL=PATH.")
   return results

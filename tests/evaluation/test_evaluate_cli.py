@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import learned_opt
 from meta_train import evaluation
 from meta_train.evaluation import suites
 
@@ -146,3 +147,22 @@ def test_a_baseline_missing_its_extra_is_left_out_of_all_and_refused_by_name(tmp
   assert "needs_extra" not in [m.name for m in plan.methods]
   assert cli.main([*TINY, "--baselines", "needs_extra", "--out", str(tmp_path / "o")]) == 2
   assert "pip install -e '.[some]'" in capsys.readouterr().err
+
+
+def test_stored_results_without_a_newer_hparam_still_match_their_method():
+  """Results written before ``mlp`` gained ``vector_step`` resume: a stored method lacking a
+  hyperparameter matches if the new one has it at its default, and only then."""
+  from meta_train.evaluation.evaluate import _same_method
+  arch = learned_opt.get("mlp", step_scale="prodigy_muon", step_mult=1.0)
+  new = {"source": "s", "arch": "mlp", "hparams": arch.hparams(), "theta_sha256": "ab",
+         "kind": "learned"}
+  old = dict(new, hparams={k: v for k, v in new["hparams"].items()
+                           if k not in ("vector_step", "vector_step_init")})
+  assert _same_method(old, new) and _same_method(new, new)
+  on = dict(new, hparams=learned_opt.get("mlp", step_scale="prodigy_muon", step_mult=1.0,
+                                         vector_step=True).hparams())
+  assert not _same_method(old, on)  # the absent field was not at its default
+  assert not _same_method(old, dict(new, theta_sha256="cd"))
+  assert not _same_method(dict(old, hparams=dict(old["hparams"], step_mult=2.0)), new)
+  assert not _same_method(dict(new, hparams=dict(new["hparams"], gone=1)), new)  # a removed field
+  assert _same_method({"kind": "baseline", "x": 1}, {"kind": "baseline", "x": 1})
