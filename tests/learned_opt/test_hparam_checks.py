@@ -36,7 +36,8 @@ def bad_values(default):
 
 
 # Values bad_values() lists that a field accepts on purpose.
-VALID = {("mlp", "out_init"): [0.0]}  # a zero last layer: the rule starts at its base step
+VALID = {("mlp", "out_init"): [0.0],  # a zero last layer: the rule starts at its base step
+         ("mlp", "vector_step_init"): [0.0, -1.0]}  # a log multiplier: 1x, e^-1 on vectors
 
 
 def field_cases():
