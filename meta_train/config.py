@@ -30,7 +30,7 @@ import ml_collections
 
 import learned_opt
 import tasks
-from meta_train import estimators, evaluation
+from meta_train import engine, estimators, evaluation
 from meta_train.base import EstimatorError, HParams
 
 # Fields that do not change the trajectory of theta, so a resumed run may differ in them.
@@ -227,7 +227,7 @@ def _check_outer_lr_mults(spec, arch) -> None:
     return
   # The key is made inside the trace: a concrete one would start JAX's backend, which
   # must wait for jax.distributed.initialize (validate runs before it).
-  names = sorted(jax.eval_shape(lambda: arch.init_meta(jax.random.key(0))))
+  names = engine.entry_names(jax.eval_shape(lambda: arch.init_meta(jax.random.key(0))))
   for name in mults:
     if name not in names:
       raise _fail(f"config.outer_lr_mults names {name!r}, which is not an entry of the "

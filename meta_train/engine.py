@@ -191,9 +191,25 @@ def decay_to_anchor(rate: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-def scale_by_key(mults: Mapping[str, float]) -> optax.GradientTransformation:
-  """Multiplies the updates of theta's top-level entries ``mults`` names (stateless).
+def _path_keys(path) -> list[str]:
+  return [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
 
+
+def entry_names(theta: Any) -> list[str]:
+  """Every entry of theta a multiplier may name: top-level keys and ``/``-joined paths
+  to nested ones (``"schedule_w"``, ``"mlp"``, ``"mlp/w1"``)."""
+  names = set()
+  for path, _ in jax.tree_util.tree_flatten_with_path(theta)[0]:
+    keys = _path_keys(path)
+    names.update("/".join(keys[:i]) for i in range(1, len(keys) + 1))
+  return sorted(names)
+
+
+def scale_by_key(mults: Mapping[str, float]) -> optax.GradientTransformation:
+  """Multiplies the updates of the entries of theta ``mults`` names (stateless).
+
+  A name is a top-level key or a ``/``-joined path to a nested one (``"mlp/w1"``, the
+  MLP's last layer); a leaf takes the multiplier of the longest name that covers it.
   After Adam, whose steps are ~LR per coordinate whatever the gradient's size, a
   multiplier is that entry's own outer LR: at 5e-5 over 1,500 steps a coordinate moves
   at most 0.075, so a zero-initialised global controller (``mlp``'s ``schedule_w``,
@@ -201,10 +217,16 @@ def scale_by_key(mults: Mapping[str, float]) -> optax.GradientTransformation:
   eighth round).
   """
 
+  def mult_of(path):
+    keys = _path_keys(path)
+    for i in range(len(keys), 0, -1):
+      if "/".join(keys[:i]) in mults:
+        return mults["/".join(keys[:i])]
+    return 1.0
+
   def update_fn(updates, state, params=None):
     del params
-    return {k: jax.tree.map(lambda u, m=mults.get(k, 1.0): u * m, v)
-            for k, v in updates.items()}, state
+    return jax.tree_util.tree_map_with_path(lambda path, u: u * mult_of(path), updates), state
 
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 

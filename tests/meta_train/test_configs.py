@@ -13,7 +13,8 @@ CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "vel
            "adaptive_cpu", "prodigy_residual_cpu", "prodigy_muon_cpu", "prodigy_cosine_cpu",
            "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu", "prodigy_muon_wsd_matdir_cpu",
            "prodigy_muon_wsd_illquad_cpu", "prodigy_muon_wsd_illquad_ctrl_cpu",
-           "prodigy_muon_wsd_illquad_vec_cpu", "prodigy_muon_wsd_illquad_vec2x_cpu"]
+           "prodigy_muon_wsd_illquad_vec_cpu", "prodigy_muon_wsd_illquad_vec2x_cpu",
+           "prodigy_muon_wsd_illquad_head_cpu"]
 
 
 def _load(name):
@@ -94,4 +95,13 @@ def test_vec2x_config_is_run_ms_recipe_started_at_twice_the_vector_step():
                _load("prodigy_muon_wsd_illquad_vec_cpu").get_config())
   ref.arch_hparams.vector_step_init = math.log(2.0)
   ref.outer_lr_mults = "schedule_w=30,log_lr=30"
+  assert mine.to_dict() == ref.to_dict()
+
+
+def test_head_config_is_run_ls_recipe_with_the_output_layers_outer_lr_raised():
+  """Run O: run L's config with the MLP's output layer at 30x and 500 outer steps."""
+  mine, ref = (_load("prodigy_muon_wsd_illquad_head_cpu").get_config(),
+               _load("prodigy_muon_wsd_illquad_ctrl_cpu").get_config())
+  ref.outer_lr_mults = "schedule_w=30,log_lr=30,mlp/w1=30,mlp/b1=30"
+  ref.outer_steps = 500
   assert mine.to_dict() == ref.to_dict()

@@ -134,6 +134,14 @@ def test_lr_mults_give_the_named_entries_their_own_outer_lr():
   np.testing.assert_allclose(plain["ctrl"]["a"], -1.0, rtol=1e-3)
   for leaf in jax.tree.leaves(fast["ctrl"]):
     np.testing.assert_allclose(leaf, -30.0, rtol=1e-3)
+  # A "/" path names a nested entry; the longest name that covers a leaf wins.
+  nested = _run_updates(engine.outer_optimizer(learning_rate=0.01, clip_norm=10.0,
+                                               lr_mults={"ctrl": 2.0, "ctrl/a": 30.0}),
+                        theta0, grad, 100)
+  np.testing.assert_allclose(nested["ctrl"]["a"], -30.0, rtol=1e-3)
+  np.testing.assert_allclose(nested["ctrl"]["b"], -2.0, rtol=1e-3)
+  np.testing.assert_allclose(nested["w"], plain["w"], rtol=1e-6)
+  assert engine.entry_names(theta0) == ["ctrl", "ctrl/a", "ctrl/b", "w"]
   # No multipliers: the optimizer state has the structure old checkpoints hold.
   assert (jax.tree.structure(engine.outer_optimizer(learning_rate=0.01, clip_norm=1.0,
                                                     lr_mults={}).init(theta0))
@@ -143,7 +151,9 @@ def test_lr_mults_give_the_named_entries_their_own_outer_lr():
 
 @pytest.mark.parametrize("value,needle", [
     ("schedule=30", r"names 'schedule', which is not an entry of the MLPLOpt theta; valid: "
-                    r"\['global_w', 'log_lr', 'mlp', 'schedule_w'\]"),
+                    r"\['global_w', 'log_lr', 'mlp', 'mlp/b0', 'mlp/b1', 'mlp/w0', 'mlp/w1', "
+                    r"'schedule_w'\]"),
+    ("mlp/w9=30", r"names 'mlp/w9', which is not an entry"),
     ("schedule_w", "is not NAME=MULT"),
     ("schedule_w=0", "finite MULT > 0"),
     ("schedule_w=nan", "finite MULT > 0"),
