@@ -47,6 +47,17 @@ class MLPLOpt(base.LearnedOptimizer):
       "prodigy_muon" (the same with Muon's orthogonalised direction on matrices).
     schedule: a learned global step multiplier from the time and loss
       features (adds ``theta["schedule_w"]``).
+    schedule_inputs: what the learned schedule reads: "time_loss" (the
+      training-fraction and loss features, the shipped thetas) or "time" (the
+      training fraction only: a learned LR schedule that cannot react to the
+      loss; ``theta["schedule_w"]`` then has ``NUM_TIME_FEATURES`` entries).
+      v7's loss inputs lower the step on ill-conditioned quadratics, whose loss
+      falls fast against its averages (docs/pretrained.md, tenth round).
+    split_d: with a Prodigy ``step_scale``, one ``d`` estimate for the matrices
+      and one for every other tensor instead of one for all (2 more floats of
+      state in all). A bias then steps by what Prodigy finds for the biases,
+      not by the matrices' distance; a tree with no matrices (a quadratic) gets
+      plain Prodigy exactly (tested).
     vector_step: a learned step multiplier ``exp(theta["vector_log_lr"])`` on
       every tensor that is not a matrix (biases, scales, and a quadratic's
       parameter vector), 1 at init. Muon's users give those tensors their own
@@ -84,17 +95,24 @@ class MLPLOpt(base.LearnedOptimizer):
   learn_direction: str = "all"
   vector_step: bool = False
   vector_step_init: float = 0.0
+  split_d: bool = False
+  schedule_inputs: str = "time_loss"
 
   def __post_init__(self):
     base.check_hparams(self, ints=("hidden_size", "hidden_layers"), positive=("step_mult",),
-                       bools=("schedule", "vector_step"),
+                       bools=("schedule", "vector_step", "split_d"),
                        ranges={"out_init": (0.0, 1.0), "vector_step_init": (-3.0, 3.0)},
                        choices={"step_scale": step_scale.STEP_SCALES, "decay": step_scale.DECAYS,
-                                "learn_direction": step_scale.DIRECTIONS})
+                                "learn_direction": step_scale.DIRECTIONS,
+                                "schedule_inputs": step_scale.SCHEDULE_INPUTS})
     if self.vector_step_init != 0.0 and not self.vector_step:
       raise base.LearnedOptimizerError(
           f"mlp.vector_step_init={self.vector_step_init!r} needs vector_step=True (it is the "
           "init of theta['vector_log_lr'], which only vector_step adds); set both or neither.")
+    if self.split_d and self.step_scale not in step_scale.PRODIGY_SCALES:
+      raise base.LearnedOptimizerError(
+          f"mlp.split_d=True splits Prodigy's d estimate, but step_scale={self.step_scale!r} has "
+          f"none; use step_scale in {step_scale.PRODIGY_SCALES} or split_d=False.")
 
   def init_meta(self, key: base.PRNGKey) -> base.Theta:
     k1, k2 = jax.random.split(key)
@@ -107,7 +125,8 @@ class MLPLOpt(base.LearnedOptimizer):
         "log_lr": jnp.zeros([], jnp.float32),
     }
     if self.schedule:
-      theta["schedule_w"] = jnp.zeros((_GLOBAL,), jnp.float32)
+      n = _GLOBAL if self.schedule_inputs == "time_loss" else features.NUM_TIME_FEATURES
+      theta["schedule_w"] = jnp.zeros((n,), jnp.float32)
     if self.vector_step:
       theta["vector_log_lr"] = jnp.full([], self.vector_step_init, jnp.float32)
     return theta
@@ -120,16 +139,19 @@ class MLPLOpt(base.LearnedOptimizer):
     def init_extra(layout, p):
       del layout
       if self.step_scale in step_scale.PRODIGY_SCALES:
-        return step_scale.init_prodigy(p)
+        return step_scale.init_prodigy(p, split=self.split_d)
       return step_scale.init_distance(p) if self.step_scale == "distance" else ()
 
     def step_fn(layout, extra, stats, x, time, loss_feats, g, p):
+      # 1.0 on matrix elements: a trace-time constant, built once for the options that use it.
+      mat = (step_scale.matrix_mask(layout) if self.split_d or self.vector_step
+             or self.learn_direction == "matrices" else None)
       bias = jnp.concatenate([time, loss_feats]) @ theta["global_w"]
       out = per_param_mlp.apply(theta["mlp"], x, first_bias=bias)
       if self.learn_direction == "none":  # the one output is the magnitude
         out = [jnp.zeros_like(out[0]), out[0]]
       elif self.learn_direction == "matrices":
-        out = [out[0] * step_scale.matrix_mask(layout), out[1]]
+        out = [out[0] * mat, out[1]]
       sched = step_scale.decay(self.decay, time[0])  # time[0] is the training fraction
       scale, skip = lr * sched, None
       if self.step_scale == "param_rms":
@@ -139,15 +161,16 @@ class MLPLOpt(base.LearnedOptimizer):
         scale = scale * extra.d
       elif self.step_scale in step_scale.PRODIGY_SCALES:
         # Prodigy's direction (Muon's on matrices) replaces the Adam-direction skip.
-        extra, d, skip = step_scale.update_prodigy(extra, g, p, sched)
+        extra, d, skip = step_scale.update_prodigy(extra, g, p, sched,
+                                                   mat if self.split_d else None)
         if self.step_scale == "prodigy_muon":
           skip = step_scale.muon_direction(layout, extra.m, skip)
         scale = scale * d
       if self.schedule:
-        scale = scale * step_scale.schedule(theta["schedule_w"], time, loss_feats)
+        scale = scale * step_scale.schedule(
+            theta["schedule_w"], time, loss_feats if self.schedule_inputs == "time_loss" else None)
       if self.vector_step:
-        vec = 1.0 - step_scale.matrix_mask(layout)
-        scale = scale * jnp.exp(theta["vector_log_lr"] * vec)
+        scale = scale * jnp.exp(theta["vector_log_lr"] * (1.0 - mat))
       return per_param_mlp.step_from_outputs(out, x, scale, skip), extra
 
     return per_param_mlp.flat_transform("mlp", num_steps, init_extra, step_fn)

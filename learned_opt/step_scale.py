@@ -69,6 +69,7 @@ DECAYS = ("none", "cosine", "wsd")
 WSD_COOLDOWN = 0.2
 # Where the MLP adds a learned direction to the base one (``mlp``'s ``learn_direction``).
 DIRECTIONS = ("all", "matrices", "none")
+SCHEDULE_INPUTS = ("time_loss", "time")  # what the learned schedule reads (``mlp``'s ``schedule_inputs``)
 PRODIGY_SCALES = ("prodigy", "prodigy_muon")  # the scales that carry a ProdigyState
 PARAM_RMS_FLOOR = 1e-3  # zero-initialised tensors (biases) still get a step
 DISTANCE_DECAY = math.sqrt(0.999)
@@ -84,17 +85,33 @@ SCHEDULE_CLIP = (-10.0, 3.0)  # exp() range of the learned schedule: e^-10 .. e^
 
 
 class DistanceState(NamedTuple):
-  """Prodigy's running estimate: x0, the weighted gradient sum s, numerator r and d."""
+  """Prodigy's running estimate: x0, the weighted gradient sum s, numerator r and d.
+
+  ``r`` and ``d`` are scalars, or ``[2]`` (matrices, the rest) for a split estimate.
+  """
 
   x0: jax.Array  # blocked initial parameters
   s: jax.Array  # blocked
-  r: jax.Array  # scalar
-  d: jax.Array  # scalar
+  r: jax.Array  # scalar or [2]
+  d: jax.Array  # scalar or [2]
 
 
-def init_distance(p: jax.Array) -> DistanceState:
-  return DistanceState(x0=p, s=jnp.zeros_like(p), r=jnp.zeros([], jnp.float32),
-                       d=jnp.full([], DISTANCE_INIT, jnp.float32))
+def init_distance(p: jax.Array, split: bool = False) -> DistanceState:
+  shape = (2,) if split else ()
+  return DistanceState(x0=p, s=jnp.zeros_like(p), r=jnp.zeros(shape, jnp.float32),
+                       d=jnp.full(shape, DISTANCE_INIT, jnp.float32))
+
+
+def _group_sum(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """``sum(x)``, or with a 0/1 blocked ``mask`` its sums over the 1s and the 0s, ``[2]``."""
+  if mask is None:
+    return jnp.sum(x)
+  return jnp.stack([jnp.sum(x * mask), jnp.sum(x * (1.0 - mask))])
+
+
+def _per_element(v: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """A per-group value (``[2]``) spread onto the blocked elements; a scalar as it is."""
+  return v if mask is None else jnp.where(mask > 0, v[0], v[1])
 
 
 def update_distance(state: DistanceState, g: jax.Array, p: jax.Array) -> DistanceState:
@@ -106,11 +123,15 @@ def update_distance(state: DistanceState, g: jax.Array, p: jax.Array) -> Distanc
 
 
 def _advance_distance(state: DistanceState, w: jax.Array, g: jax.Array,
-                      p: jax.Array) -> DistanceState:
-  """The estimate's step with weight ``w`` on this gradient (``update_distance``'s or Prodigy's)."""
-  r = DISTANCE_DECAY * state.r + w * jnp.sum(g * (state.x0 - p))
-  s = DISTANCE_DECAY * state.s + w * g
-  est = r / (jnp.sum(jnp.abs(s)) + 1e-30)
+                      p: jax.Array, mask: jax.Array | None = None) -> DistanceState:
+  """The estimate's step with weight ``w`` on this gradient (``update_distance``'s or Prodigy's).
+
+  With a ``mask``, ``w`` and the estimate are per group: each group's ``d`` is Prodigy's
+  estimate over that group's elements alone. An empty group keeps ``DISTANCE_INIT``.
+  """
+  r = DISTANCE_DECAY * state.r + w * _group_sum(g * (state.x0 - p), mask)
+  s = DISTANCE_DECAY * state.s + _per_element(w, mask) * g
+  est = r / (_group_sum(jnp.abs(s), mask) + 1e-30)
   d = jnp.where(jnp.isfinite(est), jnp.maximum(state.d, est), state.d)
   return state._replace(s=s, r=jnp.where(jnp.isfinite(r), r, state.r), d=d)
 
@@ -130,9 +151,11 @@ def decay(name: str, frac: jax.Array) -> jax.Array:
   return jnp.ones([], jnp.float32)
 
 
-def schedule(w: jax.Array, time: jax.Array, loss_feats: jax.Array) -> jax.Array:
-  """The learned global multiplier ``exp(w . [time, loss])``, clipped."""
-  return jnp.exp(jnp.clip(jnp.concatenate([time, loss_feats]) @ w, *SCHEDULE_CLIP))
+def schedule(w: jax.Array, time: jax.Array, loss_feats: jax.Array | None) -> jax.Array:
+  """The learned global multiplier ``exp(w . [time, loss])``, clipped; ``exp(w . time)``
+  without loss features."""
+  inputs = time if loss_feats is None else jnp.concatenate([time, loss_feats])
+  return jnp.exp(jnp.clip(inputs @ w, *SCHEDULE_CLIP))
 
 
 class ProdigyState(NamedTuple):
@@ -144,29 +167,33 @@ class ProdigyState(NamedTuple):
   count: jax.Array  # steps taken, for the bias correction
 
 
-def init_prodigy(p: jax.Array) -> ProdigyState:
-  return ProdigyState(m=jnp.zeros_like(p), v=jnp.zeros_like(p), distance=init_distance(p),
-                      count=jnp.zeros([], jnp.int32))
+def init_prodigy(p: jax.Array, split: bool = False) -> ProdigyState:
+  return ProdigyState(m=jnp.zeros_like(p), v=jnp.zeros_like(p),
+                      distance=init_distance(p, split), count=jnp.zeros([], jnp.int32))
 
 
-def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array, lr: jax.Array = 1.0):
+def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array, lr: jax.Array = 1.0,
+                   mask: jax.Array | None = None):
   """Prodigy's step with the blocked gradient ``g`` at ``p``: ``(new state, d, direction)``.
 
   ``lr * d * direction`` is ``optax.contrib.prodigy(lr)``'s update with the sign
   flipped (this module's steps are subtracted); ``lr`` (this step's value of an
   LR schedule) also weighs the gradient in the ``d`` estimate, as in optax.
   Like Prodigy, the step uses the d of *before* this gradient; a non-finite
-  estimate keeps the old one.
+  estimate keeps the old one. A state from ``init_prodigy(p, split=True)`` takes
+  the blocked ``matrix_mask`` and keeps one ``d`` for matrices and one for the
+  rest (``mlp``'s ``split_d``); ``d`` is then returned per element.
   """
   b1, b2 = PRODIGY_BETAS  # Prodigy's beta3 = sqrt(b2) is DISTANCE_DECAY
-  d, t = state.distance.d, (state.count + 1).astype(jnp.float32)
+  d_group, t = state.distance.d, (state.count + 1).astype(jnp.float32)
+  d = _per_element(d_group, mask)
   bc = jnp.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
   dg = d * g
   m = b1 * state.m + (1.0 - b1) * dg
   v = b2 * state.v + (1.0 - b2) * jnp.square(dg)
   # Prodigy's weights d*bc*d/d0 are common to s and r, so d0 cancels in r/|s|.
-  dist = _advance_distance(state.distance, lr * d * bc * d, g, p)
-  direction = bc * m / (jnp.sqrt(v) + dist.d * PRODIGY_EPS)
+  dist = _advance_distance(state.distance, lr * d_group * bc * d_group, g, p, mask)
+  direction = bc * m / (jnp.sqrt(v) + _per_element(dist.d, mask) * PRODIGY_EPS)
   return ProdigyState(m=m, v=v, distance=dist, count=state.count + 1), d, direction
 
 

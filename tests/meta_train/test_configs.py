@@ -14,7 +14,7 @@ CONFIGS = ["tiny", "demo", "small_cpu", "small_cpu_warm", "pretrained_mlp", "vel
            "prodigy_muon_cosine_cpu", "prodigy_muon_cosine_matdir_cpu", "prodigy_muon_wsd_matdir_cpu",
            "prodigy_muon_wsd_illquad_cpu", "prodigy_muon_wsd_illquad_ctrl_cpu",
            "prodigy_muon_wsd_illquad_vec_cpu", "prodigy_muon_wsd_illquad_vec2x_cpu",
-           "prodigy_muon_wsd_illquad_head_cpu"]
+           "prodigy_muon_wsd_illquad_head_cpu", "prodigy_muon_wsd_illquad_timectrl_cpu"]
 
 
 def _load(name):
@@ -104,4 +104,13 @@ def test_head_config_is_run_ls_recipe_with_the_output_layers_outer_lr_raised():
                _load("prodigy_muon_wsd_illquad_ctrl_cpu").get_config())
   ref.outer_lr_mults = "schedule_w=30,log_lr=30,mlp/w1=30,mlp/b1=30"
   ref.outer_steps = 500
+  assert mine.to_dict() == ref.to_dict()
+
+
+def test_timectrl_config_is_run_ls_recipe_with_a_time_only_controller():
+  """Run P: run L's config with the controller reading time only and 750 outer steps."""
+  mine, ref = (_load("prodigy_muon_wsd_illquad_timectrl_cpu").get_config(),
+               _load("prodigy_muon_wsd_illquad_ctrl_cpu").get_config())
+  ref.arch_hparams.schedule_inputs = "time"
+  ref.outer_steps = 750
   assert mine.to_dict() == ref.to_dict()
