@@ -191,18 +191,17 @@ def decay_to_anchor(rate: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-def _path_keys(path) -> list[str]:
-  return [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+def _prefixes(path) -> list[str]:
+  """The ``/``-joined names covering a leaf at ``path``, longest first (``mlp/w1``, ``mlp``)."""
+  keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+  return ["/".join(keys[:i]) for i in range(len(keys), 0, -1)]
 
 
 def entry_names(theta: Any) -> list[str]:
   """Every entry of theta a multiplier may name: top-level keys and ``/``-joined paths
   to nested ones (``"schedule_w"``, ``"mlp"``, ``"mlp/w1"``)."""
-  names = set()
-  for path, _ in jax.tree_util.tree_flatten_with_path(theta)[0]:
-    keys = _path_keys(path)
-    names.update("/".join(keys[:i]) for i in range(1, len(keys) + 1))
-  return sorted(names)
+  return sorted({name for path, _ in jax.tree_util.tree_flatten_with_path(theta)[0]
+                 for name in _prefixes(path)})
 
 
 def scale_by_key(mults: Mapping[str, float]) -> optax.GradientTransformation:
@@ -218,11 +217,7 @@ def scale_by_key(mults: Mapping[str, float]) -> optax.GradientTransformation:
   """
 
   def mult_of(path):
-    keys = _path_keys(path)
-    for i in range(len(keys), 0, -1):
-      if "/".join(keys[:i]) in mults:
-        return mults["/".join(keys[:i])]
-    return 1.0
+    return next((mults[name] for name in _prefixes(path) if name in mults), 1.0)
 
   def update_fn(updates, state, params=None):
     del params
