@@ -60,14 +60,19 @@ def task_list(suite: str):
   return [(t.name, t) for t in built]
 
 
-def summary(label, rows, names=None):
-  for name, r in zip(names or (), rows):
+def summary(label, rows, names, per_task=True):
+  for name, r in zip(names if per_task else (), rows):
     print(f"  {name[:40]:<40} final {r['final']:.4g}  tuned Adam {r['adam_final']:.4g}  "
           f"speedup {r['speedup']:.2f}", flush=True)
   print(f"{label}: wins {sum(r['win'] for r in rows):g} of {len(rows)}, median speedup "
         f"{np.median([r['speedup'] for r in rows]):.2f}, mean log ratio "
         f"{np.mean([r['log_ratio'] for r in rows]):+.3f}, floored "
         f"{np.mean([r['floored_log_ratio'] for r in rows]):+.3f}", flush=True)
+  if names:  # the same rows with every task family weighed alike (validation.summarize)
+    fam = validation.summarize([dict(r, task=n, norm_final=0.0, norm_adam_final=0.0)
+                                for n, r in zip(names, rows)])
+    print(f"{label}, families weighed alike: win rate {fam['val_family_win_rate']:.3f}, "
+          f"floored {fam['val_family_floored_log_ratio']:+.3f}", flush=True)
 
 
 def main():
@@ -86,7 +91,7 @@ def main():
   for rule in filter(None, args.rules.split(",")):
     rows = [score(runner.run(RuleTx(rule), {"lr": jnp.float32(ref["extra"]["lr"])}, task, 0,
                              setting).record, ref) for (_, task), ref in zip(tl, refs)]
-    summary(rule, rows, [n for n, _ in tl] if args.per_task else None)
+    summary(rule, rows, [n for n, _ in tl], args.per_task)
   for spec in filter(None, args.optimizers.split(";")):
     if spec.startswith("{"):
       arch = learned_opt.get("mlp", **json.loads(spec))
@@ -95,7 +100,7 @@ def main():
       arch, theta = learned_opt.resolve(spec)
     rows = [score(optimizers.run_learned(arch, theta, task, 0, setting), ref)
             for (_, task), ref in zip(tl, refs)]
-    summary(spec, rows, [n for n, _ in tl] if args.per_task else None)
+    summary(spec, rows, [n for n, _ in tl], args.per_task)
 
 
 if __name__ == "__main__":

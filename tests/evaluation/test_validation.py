@@ -50,10 +50,10 @@ def test_reference_is_computed_once(tiny, monkeypatch):
 
 
 def test_summarize_diverged_and_adam_diverged():
-  rows = [{"final": float("inf"), "adam_final": 1.0, "win": 0.0, "speedup": 0.0,
+  rows = [{"task": "a/1", "final": float("inf"), "adam_final": 1.0, "win": 0.0, "speedup": 0.0,
            "log_ratio": np.log(10.0), "floored_log_ratio": np.log(10.0), "norm_final": 10.0,
            "norm_adam_final": 1.0},
-          {"final": 0.5, "adam_final": float("inf"), "win": 1.0, "speedup": 4.0,
+          {"task": "b/1", "final": 0.5, "adam_final": float("inf"), "win": 1.0, "speedup": 4.0,
            "log_ratio": 0.0, "floored_log_ratio": 0.0, "norm_final": 0.5,
            "norm_adam_final": 10.0}]
   out = evaluation.summarize(rows)
@@ -125,3 +125,20 @@ def test_no_comparable_task_gives_a_score_that_cannot_select(tiny, monkeypatch, 
   assert not np.isfinite(s[key])
   assert np.isnan(s["val_win_rate"]) and np.isnan(s["val_median_speedup"])
   assert evaluation.summarize([])[key] == float("inf")
+
+
+def test_family_scores_weigh_each_family_alike():
+  """Three image MLPs lost and one quadratic won: per task 1 of 4 wins, per family 1 of 2;
+  the family score is the mean of the two families' means, and diverged-Adam tasks are left
+  out as in the task-weighted score."""
+  row = lambda task, flr, win, adam=1.0: {
+      "task": task, "final": 1.0, "adam_final": adam, "win": win, "speedup": 1.0,
+      "log_ratio": flr, "floored_log_ratio": flr, "norm_final": 1.0, "norm_adam_final": 1.0}
+  rows = [row("image_mlp/a", 0.3, 0.0), row("image_mlp/b", 0.2, 0.0), row("image_mlp/c", 0.1, 0.0),
+          row("quadratic/d96", -0.8, 1.0), row("rnn_lm/x", -5.0, 1.0, adam=float("inf"))]
+  out = evaluation.summarize(rows)
+  assert out["val_win_rate"] == pytest.approx(0.25)
+  assert out["val_family_win_rate"] == pytest.approx(0.5)
+  assert out["val_floored_log_ratio"] == pytest.approx((0.3 + 0.2 + 0.1 - 0.8) / 4)
+  assert out["val_family_floored_log_ratio"] == pytest.approx((0.2 - 0.8) / 2)
+  assert validation.family("image_mlp/blobs8/16_gelu") == "image_mlp"

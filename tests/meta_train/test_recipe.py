@@ -97,11 +97,12 @@ def test_old_workdir_without_new_fields_resumes(tmp_path):
 def _rows(learned, adam):
   """Validation rows as evaluation.Validator makes them (final training losses; here the
   normalised losses equal the raw ones)."""
-  return [{"final": l, "adam_final": a, "win": metrics.win(metrics.final_loss([l]), a),
+  return [{"task": f"t{i}/x", "final": l, "adam_final": a,
+           "win": metrics.win(metrics.final_loss([l]), a),
            "log_ratio": metrics.log_ratio(l, a),
            "floored_log_ratio": metrics.floored_log_ratio(l, a, 1.0), "speedup": 1.0,
            "norm_final": l,
-           "norm_adam_final": a} for l, a in zip(learned, adam)]
+           "norm_adam_final": a} for i, (l, a) in enumerate(zip(learned, adam))]
 
 
 def test_selection_score_is_not_dominated_by_a_task_adam_fails():
