@@ -186,6 +186,9 @@ def update_prodigy(state: ProdigyState, g: jax.Array, p: jax.Array, lr: jax.Arra
   """
   b1, b2 = PRODIGY_BETAS  # Prodigy's beta3 = sqrt(b2) is DISTANCE_DECAY
   d_group, t = state.distance.d, (state.count + 1).astype(jnp.float32)
+  if (mask is None) != (d_group.ndim == 0):  # trace time: a [2] d spread with no mask is wrong
+    raise ValueError("update_prodigy: a split state (init_prodigy(p, split=True)) needs the "
+                     "matrix mask, and an unsplit one takes none.")
   d = _per_element(d_group, mask)
   bc = jnp.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
   dg = d * g

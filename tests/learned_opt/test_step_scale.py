@@ -379,6 +379,11 @@ def test_split_d_is_the_rule_on_each_group_alone(scale):
 
 
 def test_split_d_needs_a_prodigy_scale():
+  p = jnp.zeros((1, 128))
+  with pytest.raises(ValueError, match="needs the matrix mask"):
+    step_scale.update_prodigy(step_scale.init_prodigy(p, split=True), p, p)
+  with pytest.raises(ValueError, match="takes none"):
+    step_scale.update_prodigy(step_scale.init_prodigy(p), p, p, mask=p)
   with pytest.raises(LearnedOptimizerError, match="split_d=True splits Prodigy's d"):
     learned_opt.get("mlp", step_scale="fixed", split_d=True)
   assert learned_opt.get("mlp", step_scale="prodigy", split_d=True).split_d
