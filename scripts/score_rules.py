@@ -68,11 +68,11 @@ def summary(label, rows, names, per_task=True):
         f"{np.median([r['speedup'] for r in rows]):.2f}, mean log ratio "
         f"{np.mean([r['log_ratio'] for r in rows]):+.3f}, floored "
         f"{np.mean([r['floored_log_ratio'] for r in rows]):+.3f}", flush=True)
-  if names:  # the same rows with every task family weighed alike (validation.summarize)
-    fam = validation.summarize([dict(r, task=n, norm_final=0.0, norm_adam_final=0.0)
-                                for n, r in zip(names, rows)])
-    print(f"{label}, families weighed alike: win rate {fam['val_family_win_rate']:.3f}, "
-          f"floored {fam['val_family_floored_log_ratio']:+.3f}", flush=True)
+  # The same rows with every task family weighed alike, as meta-validation scores them.
+  fam = validation.summarize([dict(r, task=n, norm_final=0.0, norm_adam_final=0.0)
+                              for n, r in zip(names, rows)])
+  print(f"{label}, families weighed alike: win rate {fam['val_family_win_rate']:.3f}, "
+        f"floored {fam['val_family_floored_log_ratio']:+.3f}", flush=True)
 
 
 def main():
