@@ -88,6 +88,9 @@ def default() -> ml_collections.ConfigDict:
   c.eval_num_tasks = 2
   c.eval_num_steps = 200
   c.eval_suites = ""  # committed suites ("val_ood") joining the drawn ones; never "heldout"
+  # Key of the drawn validation tasks: -1 draws them from `seed`. Set it (to 0, say) when
+  # re-seeding a recipe, so every seed is selected and compared on the same tasks.
+  c.eval_seed = -1
   # The validation metric that picks export/best (lower is better): one of
   # meta_train.evaluation.SELECTABLE. Not resumable: export/best on disk was picked by it.
   c.eval_select = "val_log_ratio"
@@ -249,6 +252,7 @@ def validate(c: ml_collections.ConfigDict, *, devices: bool = True, check_init: 
     _int(c, name)
   _int(c, "eval_every", lo=0)
   _int(c, "seed", lo=0)
+  _int(c, "eval_seed", lo=-1)
   _check_distributed(c.distributed)
   if (isinstance(c.augment_reparam, bool) or not isinstance(c.augment_reparam, (int, float))
       or not 0 <= c.augment_reparam <= 10):
