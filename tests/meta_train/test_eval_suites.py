@@ -37,3 +37,27 @@ def test_a_run_cannot_resume_with_other_eval_suites(tmp_path):
   train.check_workdir(str(tmp_path), _tiny())  # the same config resumes
   with pytest.raises(train.WorkdirError, match="eval_suites"):
     train.check_workdir(str(tmp_path), _tiny(eval_suites="val_ood"))
+
+
+def _drawn_names(**kw):
+  return [n for n, _ in train.make_validator(_tiny(**kw), 5, 4, 20).task_list]
+
+
+def test_eval_seed_holds_the_drawn_tasks_while_the_training_seed_changes():
+  """Re-seeded runs of one recipe are selected on the same tasks when eval_seed is set."""
+  seed0 = _drawn_names(seed=0)
+  assert _drawn_names(seed=1) != seed0  # else the test below could not fail
+  assert _drawn_names(seed=1, eval_seed=0) == seed0
+  assert _drawn_names(seed=0, eval_seed=1) == _drawn_names(seed=1)
+  assert _drawn_names(seed=1, eval_seed=-1) == _drawn_names(seed=1)  # -1: the training seed
+
+
+def test_bad_eval_seed_names_the_fix():
+  with pytest.raises(config_lib.ConfigError, match=r"eval_seed must be an int >= -1"):
+    config_lib.validate(_tiny(eval_seed=-2), devices=False)
+
+
+def test_a_run_cannot_resume_with_another_eval_seed(tmp_path):
+  train.check_workdir(str(tmp_path), _tiny())
+  with pytest.raises(train.WorkdirError, match="eval_seed"):
+    train.check_workdir(str(tmp_path), _tiny(eval_seed=0))
