@@ -19,6 +19,8 @@ containers and the ``Estimator`` protocol):
 * **Evaluation** (``evaluation/``) scores a theta against per-task LR-tuned
   Adam and the other baselines: the benchmark (``scripts/evaluate.py``), the
   meta-validation that picks ``export/best`` and the main job's table share it.
+* **Seeds** (``seeds.py``): two recipes compared over several meta-training
+  seeds, each at its ``export/best``; the CLI is ``scripts/compare_seeds.py``.
 * **Plug-ins** (``plugins.py``): ``--import MODULE`` on both CLIs imports a
   user's task family, estimator or architecture before anything is resolved.
 

@@ -84,16 +84,7 @@ def default() -> ml_collections.ConfigDict:
   c.log_every = 1
   c.checkpoint_every = 50
   c.keep_checkpoints = 3
-  c.eval_every = 0  # 0: no periodic evaluation
-  c.eval_num_tasks = 2
-  c.eval_num_steps = 200
-  c.eval_suites = ""  # committed suites ("val_ood") joining the drawn ones; never "heldout"
-  # Key of the drawn validation tasks: -1 draws them from `seed`. Set it (to 0, say) when
-  # re-seeding a recipe, so every seed is selected and compared on the same tasks.
-  c.eval_seed = -1
-  # The validation metric that picks export/best (lower is better): one of
-  # meta_train.evaluation.SELECTABLE. Not resumable: export/best on disk was picked by it.
-  c.eval_select = "val_log_ratio"
+  _add_eval_fields(c)
   c.final_table = False  # print theta vs Adam (default LR, best swept LR) at the end
   c.final_table_tasks = 4
   c.final_table_steps = 200
@@ -110,6 +101,20 @@ def default() -> ml_collections.ConfigDict:
                   "another name.")
     c[name] = estimator_config(name)
   return c
+
+
+def _add_eval_fields(c: ml_collections.ConfigDict) -> None:
+  """The periodic validation that picks export/best (docs/meta_train.md)."""
+  c.eval_every = 0  # 0: no periodic evaluation
+  c.eval_num_tasks = 2
+  c.eval_num_steps = 200
+  c.eval_suites = ""  # committed suites ("val_ood") joining the drawn ones; never "heldout"
+  # Key of the drawn validation tasks: -1 draws them from `seed`. Set it (to 0, say) when
+  # re-seeding a recipe, so every seed is selected and compared on the same tasks.
+  c.eval_seed = -1
+  # The validation metric that picks export/best (lower is better): one of
+  # meta_train.evaluation.SELECTABLE. Not resumable: export/best on disk was picked by it.
+  c.eval_select = "val_log_ratio"
 
 
 def estimator_config(name: str) -> ml_collections.ConfigDict:
