@@ -22,9 +22,10 @@ from meta_train import seeds
 
 def parse_recipe(text: str) -> tuple[str, list[str]]:
   name, sep, dirs = text.partition("=")
-  if not sep or not name or not dirs:
+  workdirs = [d for d in dirs.split(",") if d]
+  if not sep or not name or not workdirs:
     raise SystemExit(f"--recipe {text!r}: write NAME=WORKDIR[,WORKDIR...].")
-  return name, [d for d in dirs.split(",") if d]
+  return name, workdirs
 
 
 def main():
