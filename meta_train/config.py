@@ -117,6 +117,12 @@ def _add_eval_fields(c: ml_collections.ConfigDict) -> None:
   c.eval_select = "val_log_ratio"
 
 
+def validation_seed(c) -> int:
+  """The key of the drawn validation tasks: ``eval_seed`` where set (>= 0), else ``seed``.
+  ``c`` is a config or a saved config's dict."""
+  return c["eval_seed"] if c["eval_seed"] >= 0 else c["seed"]
+
+
 def estimator_config(name: str) -> ml_collections.ConfigDict:
   """The sub-dict of estimator ``name``: its hparams dataclass's fields at their defaults."""
   hp = estimators.get_estimator(name).hparams()

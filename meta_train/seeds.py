@@ -56,8 +56,8 @@ def best_row(rows: Sequence[dict], key: str, max_step: int) -> dict | None:
 def validation_of(config: dict) -> dict:
   """The fields of a saved config that decide what its validation scored on."""
   c = config_lib.with_defaults(config_lib.upgrade(config))
-  seed = c["eval_seed"] if c["eval_seed"] >= 0 else c["seed"]
-  return {"validation seed": seed, **{k: c[k] for k in _VALIDATION_FIELDS}}
+  return {"validation seed": config_lib.validation_seed(c),
+          **{k: c[k] for k in _VALIDATION_FIELDS}}
 
 
 def run_score(workdir: str, max_step: int) -> tuple[SeedScore, dict]:

@@ -265,7 +265,7 @@ def make_validator(c, index: int, num_tasks: int, num_steps: int,
   """Held-out tasks from key ``fold_in(key(seed), index)``, disjoint from the training keys,
   then the tasks of the committed ``suites`` (``config.eval_suites``). ``seed`` is
   ``config.eval_seed`` where it is set (>= 0), else the training seed."""
-  key = jax.random.fold_in(jax.random.key(c.eval_seed if c.eval_seed >= 0 else c.seed), index)
+  key = jax.random.fold_in(jax.random.key(config_lib.validation_seed(c)), index)
   drawn = evaluation.held_out_tasks(key, num_tasks, distribution=c.task_distribution,
                                     family=c.task_family)
   built = ([tasks.build_task(f, s) for f, s in evaluation.resolve_tasks(suites)[0]]
